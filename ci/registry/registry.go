@@ -1,0 +1,285 @@
+// Package registry is the pipeline's one way of talking to container registries (go-containerregistry): resolving
+// digests, tagging by digest, listing tags, reading labels and copying images. Every call goes through one transport
+// with explicit retry settings, which the signing code shares (RemoteOptions).
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Retry says how often and on what a failed registry request is retried.
+type Retry struct {
+	// Steps is the number of attempts (1 = no retry).
+	Steps int
+	// Initial is the wait after the first failure; each later wait is Factor times the previous one.
+	Initial time.Duration
+	Factor  float64
+	// Statuses are the HTTP statuses that are retried (connection resets and timeouts always are).
+	Statuses []int
+}
+
+// DefaultRetry retries five times over about 15 s on timeouts, rate limits and 5xx answers.
+var DefaultRetry = Retry{
+	Steps:   5,
+	Initial: 500 * time.Millisecond,
+	Factor:  2.5,
+	Statuses: []int{
+		http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
+	},
+}
+
+type options struct {
+	retry     Retry
+	transport http.RoundTripper
+	creds     map[string]authn.AuthConfig
+	keychain  authn.Keychain
+	userAgent string
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+// WithRetry replaces DefaultRetry.
+func WithRetry(r Retry) Option { return func(o *options) { o.retry = r } }
+
+// WithTransport sets the HTTP transport under the retry layer (tests put a fault-injecting proxy here).
+func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.transport = rt } }
+
+// WithCredentials gives a username and password (or token) for one registry host. They take precedence over the
+// keychain for that host.
+func WithCredentials(host, username, password string) Option {
+	return func(o *options) {
+		if o.creds == nil {
+			o.creds = map[string]authn.AuthConfig{}
+		}
+		o.creds[host] = authn.AuthConfig{Username: username, Password: password}
+	}
+}
+
+// WithKeychain replaces the default keychain (the Docker/Podman config files of the user).
+func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychain = k } }
+
+// WithUserAgent sets the User-Agent of every request.
+func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
+
+// Client talks to registries.
+type Client struct {
+	o        options
+	once     sync.Once
+	keychain authn.Keychain
+}
+
+// New returns a Client.
+func New(opts ...Option) *Client {
+	o := options{retry: DefaultRetry, transport: remote.DefaultTransport, keychain: authn.DefaultKeychain, userAgent: "imagemode"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &Client{o: o}
+}
+
+// Hosts returns the registry hosts that have explicit credentials.
+func (c *Client) Hosts() []string {
+	var out []string
+	for h := range c.o.creds {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type credKeychain struct {
+	creds map[string]authn.AuthConfig
+	next  authn.Keychain
+}
+
+func (k credKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if cfg, ok := k.creds[r.RegistryStr()]; ok {
+		return authn.FromConfig(cfg), nil
+	}
+	return k.next.Resolve(r)
+}
+
+// RemoteOptions are the go-containerregistry options every call uses: context, auth, transport and retries.
+// cosign's ociremote.WithRemoteOptions takes the same list.
+func (c *Client) RemoteOptions(ctx context.Context) []remote.Option {
+	c.once.Do(func() { c.keychain = credKeychain{creds: c.o.creds, next: c.o.keychain} })
+	r := c.o.retry
+	if r.Steps < 1 {
+		r.Steps = 1
+	}
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(c.keychain),
+		remote.WithTransport(c.o.transport),
+		remote.WithUserAgent(c.o.userAgent),
+		remote.WithRetryBackoff(remote.Backoff{Duration: r.Initial, Factor: r.Factor, Jitter: 0.1, Steps: r.Steps}),
+		remote.WithRetryStatusCodes(r.Statuses...),
+	}
+}
+
+// ParseRef parses an image reference the way the pipeline does everywhere (fully qualified, no defaults applied
+// silently: "ubuntu" is refused). Registries on localhost and 127.0.0.1 are reached over plain HTTP.
+func ParseRef(ref string) (name.Reference, error) {
+	host, _, ok := strings.Cut(ref, "/")
+	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+		return nil, fmt.Errorf("parsing image reference %q: use a fully qualified reference such as quay.io/org/image:tag", ref)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("parsing image reference %q: %w", ref, err)
+	}
+	return r, nil
+}
+
+// ParseRepo parses a repository name such as ghcr.io/org/imagemode/soe.
+func ParseRepo(repo string) (name.Repository, error) {
+	r, err := name.NewRepository(repo)
+	if err != nil {
+		return name.Repository{}, fmt.Errorf("parsing repository %q: %w", repo, err)
+	}
+	return r, nil
+}
+
+// Digest resolves ref (tag or digest) to the digest of what it points at, without downloading the image.
+func (c *Client) Digest(ctx context.Context, ref string) (string, error) {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return "", err
+	}
+	desc, err := remote.Head(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		// Some registries refuse HEAD on manifests; GET answers the same question.
+		d, gerr := remote.Get(r, c.RemoteOptions(ctx)...)
+		if gerr != nil {
+			return "", fmt.Errorf("resolving %q: %w", ref, gerr)
+		}
+		return d.Digest.String(), nil
+	}
+	return desc.Digest.String(), nil
+}
+
+// Exists reports whether ref exists in its registry; any error other than "not found" is returned.
+func (c *Client) Exists(ctx context.Context, ref string) (bool, error) {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return false, err
+	}
+	_, err = remote.Head(r, c.RemoteOptions(ctx)...)
+	if err == nil {
+		return true, nil
+	}
+	if IsNotFound(err) {
+		return false, nil
+	}
+	return false, fmt.Errorf("looking up %q: %w", ref, err)
+}
+
+// IsNotFound reports whether err is a registry's "manifest unknown" / 404 answer.
+func IsNotFound(err error) bool {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		if terr.StatusCode == http.StatusNotFound {
+			return true
+		}
+		for _, d := range terr.Errors {
+			if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Tag points repo:tag at the manifest digestRef (repo@sha256:...) refers to. Only the manifest is written: tagging
+// inside one repository uploads no blob.
+func (c *Client) Tag(ctx context.Context, digestRef, tag string) error {
+	d, err := name.NewDigest(digestRef)
+	if err != nil {
+		return fmt.Errorf("parsing digest reference %q: %w", digestRef, err)
+	}
+	t, err := name.NewTag(d.Context().Name()+":"+tag, name.StrictValidation)
+	if err != nil {
+		return fmt.Errorf("tag %q: %w", tag, err)
+	}
+	desc, err := remote.Get(d, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return fmt.Errorf("reading %q: %w", digestRef, err)
+	}
+	if err := remote.Tag(t, desc, c.RemoteOptions(ctx)...); err != nil {
+		return fmt.Errorf("tagging %q as %q: %w", digestRef, t.String(), err)
+	}
+	return nil
+}
+
+// Tags lists the tags of a repository, sorted; a repository that does not exist has none.
+func (c *Client) Tags(ctx context.Context, repo string) ([]string, error) {
+	r, err := ParseRepo(repo)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := remote.List(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		if IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("listing tags of %q: %w", repo, err)
+	}
+	sort.Strings(tags)
+	return tags, nil
+}
+
+// Config reads the image configuration of ref (for an index, of its linux/amd64 image).
+func (c *Client) Config(ctx context.Context, ref string) (*v1.ConfigFile, error) {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %q: %w", ref, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading the configuration of %q: %w", ref, err)
+	}
+	return cfg, nil
+}
+
+// Labels returns the image labels of ref.
+func (c *Client) Labels(ctx context.Context, ref string) (map[string]string, error) {
+	cfg, err := c.Config(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Config.Labels == nil {
+		return map[string]string{}, nil
+	}
+	return cfg.Config.Labels, nil
+}
+
+// DigestRef returns repo@digest.
+func DigestRef(repo, digest string) string { return repo + "@" + digest }
+
+// SplitDigestRef splits repo@sha256:... into the repository and the digest.
+func SplitDigestRef(ref string) (repo, digest string, err error) {
+	d, err := name.NewDigest(ref)
+	if err != nil {
+		return "", "", fmt.Errorf("parsing digest reference %q: %w", ref, err)
+	}
+	return d.Context().Name(), d.DigestStr(), nil
+}
