@@ -1,0 +1,436 @@
+// Package pipeline is the build spine: it checks the layer graph and Containerfiles, resolves the profile's base
+// image to a digest, builds the layers level by level (layers of one level in parallel), each FROM its parent's
+// exact digest under a run-scoped tag, and writes the candidate tags only when every level succeeded.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imagemode/imagemode/ci/build"
+	"github.com/imagemode/imagemode/ci/buildctx"
+	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/profile"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/tags"
+)
+
+// OCI and imagemode label keys set on every image.
+const (
+	LabelRevision   = "org.opencontainers.image.revision"
+	LabelBaseName   = "org.opencontainers.image.base.name"
+	LabelBaseDigest = "org.opencontainers.image.base.digest"
+	LabelSource     = "org.opencontainers.image.source"
+	LabelTitle      = "org.opencontainers.image.title"
+	LabelLayer      = "io.imagemode.layer"
+	LabelParent     = "io.imagemode.parent"
+	LabelProfile    = "io.imagemode.profile"
+	LabelInputs     = "io.imagemode.inputs"
+)
+
+// Config is what one run builds.
+type Config struct {
+	// Source holds the containerfiles directory; Dir is the graph's folder inside it ("." for its root) and
+	// DisplayDir how that folder is named in messages (what the user passed with --dir).
+	Source     fs.FS
+	Dir        string
+	DisplayDir string
+	// Registry is where layers are pushed: <Registry>/<layer>. Required to build.
+	Registry string
+	Profile  profile.Profile
+	// Commit is the git commit the images are built from (labels, candidate tags).
+	Commit string
+	// SourceDateEpoch, when set, normalises timestamps in built layers.
+	SourceDateEpoch int64
+	// RunID scopes the tags written while the run is in progress.
+	RunID string
+	// Layers restricts the run to these layers and their ancestors; empty builds the whole graph.
+	Layers []string
+	// BuildArgs are extra build arguments passed to every layer (never secrets: they are recorded in the image).
+	BuildArgs map[string]string
+	// Secrets lists the ids of the build secrets the builder holds (only presence is checked here).
+	Secrets []string
+	// RegistryAuth lists the hosts that have explicit credentials (the base registry for RHEL).
+	RegistryAuth []string
+	// SourceURL, when set, becomes the org.opencontainers.image.source label.
+	SourceURL string
+	// ExtraFiles are generated files added to a layer's build context (layer → path → content).
+	ExtraFiles map[string]map[string][]byte
+}
+
+// Pipeline runs builds.
+type Pipeline struct {
+	builder build.Builder
+	reg     *registry.Client
+	log     io.Writer
+	jobs    int
+	now     func() time.Time
+}
+
+// Option configures a Pipeline.
+type Option func(*Pipeline)
+
+// WithLog sends progress lines to w.
+func WithLog(w io.Writer) Option { return func(p *Pipeline) { p.log = w } }
+
+// WithJobs bounds how many layers of one level build at once (default: all of them).
+func WithJobs(n int) Option { return func(p *Pipeline) { p.jobs = n } }
+
+// WithClock replaces time.Now (tests).
+func WithClock(now func() time.Time) Option { return func(p *Pipeline) { p.now = now } }
+
+// New returns a Pipeline. The builder may be nil for Plan.
+func New(b build.Builder, reg *registry.Client, opts ...Option) *Pipeline {
+	p := &Pipeline{builder: b, reg: reg, log: io.Discard, now: time.Now}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+func (p *Pipeline) logf(format string, args ...any) {
+	fmt.Fprintf(p.log, "imagemode: "+format+"\n", args...)
+}
+
+// Plan is the build order and the references a run would write.
+type Plan struct {
+	Profile    profile.Profile `json:"profile"`
+	BaseImage  string          `json:"baseImage"`
+	BaseDigest string          `json:"baseDigest,omitempty"`
+	Registry   string          `json:"registry,omitempty"`
+	Commit     string          `json:"commit,omitempty"`
+	RunID      string          `json:"runId,omitempty"`
+	Levels     [][]PlanLayer   `json:"levels"`
+}
+
+// PlanLayer is one layer of a plan.
+type PlanLayer struct {
+	Name          string       `json:"name"`
+	Parent        string       `json:"parent,omitempty"`
+	Level         int          `json:"level"`
+	Description   string       `json:"description,omitempty"`
+	Containerfile string       `json:"containerfile"`
+	Repository    string       `json:"repository,omitempty"`
+	RunTag        string       `json:"runTag,omitempty"`
+	CandidateTag  string       `json:"candidateTag,omitempty"`
+	Smoke         layers.Smoke `json:"smoke"`
+}
+
+// Names returns the plan's levels as names only.
+func (pl *Plan) Names() [][]string {
+	out := make([][]string, len(pl.Levels))
+	for i, lv := range pl.Levels {
+		for _, l := range lv {
+			out[i] = append(out[i], l.Name)
+		}
+	}
+	return out
+}
+
+// PlanOptions say how much of a plan to fill in.
+type PlanOptions struct {
+	// Resolve asks the registry for the base image digest.
+	Resolve bool
+}
+
+// Plan checks the graph, the Containerfiles and the profile and returns the build order. It builds nothing.
+func (p *Pipeline) Plan(ctx context.Context, cfg Config, opts PlanOptions) (*Plan, error) {
+	pl, _, err := p.plan(ctx, cfg, opts.Resolve)
+	return pl, err
+}
+
+func (p *Pipeline) plan(ctx context.Context, cfg Config, resolve bool) (*Plan, *layers.Graph, error) {
+	display := cfg.DisplayDir
+	if display == "" {
+		display = cfg.Dir
+	}
+	g, err := layers.Open(cfg.Source, cfg.Dir, display)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := layers.Lint(cfg.Source, cfg.Dir, display, g); err != nil {
+		return nil, nil, err
+	}
+	if len(cfg.Layers) > 0 {
+		keep := map[string]bool{}
+		for _, n := range cfg.Layers {
+			chain, err := g.Ancestors(n)
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, c := range chain {
+				keep[c] = true
+			}
+		}
+		var names []string
+		for n := range keep {
+			names = append(names, n)
+		}
+		if g, err = g.Subgraph(names); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cfg.Registry != "" {
+		if err := ValidateRegistry(cfg.Registry); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cfg.Commit != "" {
+		if err := tags.ValidateCommit(cfg.Commit); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cfg.RunID != "" {
+		if err := tags.ValidateRunID(cfg.RunID); err != nil {
+			return nil, nil, err
+		}
+	}
+	for k := range cfg.BuildArgs {
+		if k == layers.BaseImageArg {
+			return nil, nil, fmt.Errorf("--build-arg %s: the pipeline sets %s itself (the parent's digest)", k, k)
+		}
+	}
+	pl := &Plan{Profile: cfg.Profile, BaseImage: cfg.Profile.BaseImage, Registry: strings.TrimSuffix(cfg.Registry, "/"), Commit: cfg.Commit, RunID: cfg.RunID}
+	for i, names := range g.Levels() {
+		var lv []PlanLayer
+		for _, n := range names {
+			l, _ := g.Layer(n)
+			pll := PlanLayer{Name: n, Parent: l.Parent, Level: i, Description: l.Description,
+				Containerfile: path.Join(display, l.ContainerfilePath()), Smoke: l.Smoke}
+			if pl.Registry != "" {
+				pll.Repository = pl.Registry + "/" + n
+			}
+			if cfg.RunID != "" {
+				pll.RunTag = tags.Run(cfg.RunID, cfg.Profile.Name)
+			}
+			if cfg.Commit != "" {
+				pll.CandidateTag = tags.Candidate(cfg.Commit, cfg.Profile.Name)
+			}
+			lv = append(lv, pll)
+		}
+		pl.Levels = append(pl.Levels, lv)
+	}
+	if resolve {
+		d, err := p.reg.Digest(ctx, cfg.Profile.BaseImage)
+		if err != nil {
+			return nil, nil, fmt.Errorf("profile %q: resolving the base image: %w", cfg.Profile.Name, err)
+		}
+		pl.BaseDigest = d
+	}
+	return pl, g, nil
+}
+
+// ValidateRegistry checks the --registry value: a repository prefix without tag or digest.
+func ValidateRegistry(r string) error {
+	if r == "" {
+		return errors.New("--registry is required: the repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode (or ttl.sh/imagemode-RANDOM to try the CentOS profiles without an account)")
+	}
+	if strings.Contains(r, "@") {
+		return fmt.Errorf("--registry %q: give a repository prefix, not a digest reference", r)
+	}
+	if last := r[strings.LastIndex(r, "/")+1:]; strings.Contains(last, ":") && strings.Contains(r, "/") {
+		return fmt.Errorf("--registry %q: give a repository prefix without a tag", r)
+	}
+	if _, err := registry.ParseRepo(strings.TrimSuffix(r, "/") + "/soe"); err != nil {
+		return fmt.Errorf("--registry %q: %w", r, err)
+	}
+	host, _, _ := strings.Cut(r, "/")
+	if !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return fmt.Errorf("--registry %q: start with the registry host, e.g. ghcr.io/ORG/imagemode", r)
+	}
+	return nil
+}
+
+// BuildAll builds the planned layers and writes their candidate tags. On error it returns the partial report
+// (what was pushed under run-scoped tags) with the error; no candidate tag is written unless every layer succeeded.
+func (p *Pipeline) BuildAll(ctx context.Context, cfg Config) (*report.Report, error) {
+	if p.builder == nil {
+		return nil, errors.New("no builder configured")
+	}
+	if err := ValidateRegistry(cfg.Registry); err != nil {
+		return nil, err
+	}
+	if cfg.Commit == "" {
+		return nil, errors.New("--commit is required: the git commit the images are built from (the CLI reads it from the checkout)")
+	}
+	if cfg.RunID == "" {
+		return nil, errors.New("--run-id is required")
+	}
+	if err := cfg.Profile.Check(profile.Inputs{RegistryAuth: cfg.RegistryAuth, Secrets: cfg.Secrets}); err != nil {
+		return nil, err
+	}
+	start := p.now()
+	pl, g, err := p.plan(ctx, cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	rep := &report.Report{Version: report.Version, RunID: cfg.RunID, Commit: cfg.Commit, Registry: pl.Registry,
+		Profile: cfg.Profile.Name, ProfileMajor: cfg.Profile.Major, BaseImage: pl.BaseImage, BaseDigest: pl.BaseDigest, Started: start.UTC()}
+	p.logf("profile %s: base %s resolved to %s", cfg.Profile.Name, pl.BaseImage, pl.BaseDigest)
+	p.logf("building %d layer(s) in %d level(s): %s", countLayers(pl), len(pl.Levels), levelsString(pl.Names()))
+
+	var mu sync.Mutex
+	done := map[string]report.Layer{}
+	finish := func(err error) (*report.Report, error) {
+		rep.Layers = ordered(pl, done)
+		rep.DurationMS = p.now().Sub(start).Milliseconds()
+		return rep, err
+	}
+	for level, lv := range pl.Levels {
+		eg, ectx := errgroup.WithContext(ctx)
+		if p.jobs > 0 {
+			eg.SetLimit(p.jobs)
+		}
+		for _, planned := range lv {
+			layer, _ := g.Layer(planned.Name)
+			eg.Go(func() error {
+				mu.Lock()
+				parent, hasParent := done[layer.Parent]
+				mu.Unlock()
+				if layer.Parent != "" && !hasParent {
+					return fmt.Errorf("layer %q: parent %q was not built", layer.Name, layer.Parent)
+				}
+				lr, err := p.buildLayer(ectx, cfg, pl, layer, level, parent)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				done[layer.Name] = lr
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := eg.Wait(); err != nil {
+			p.logf("level %d failed: no candidate tag written", level)
+			return finish(fmt.Errorf("level %d: %w", level, err))
+		}
+	}
+
+	candidate := tags.Candidate(cfg.Commit, cfg.Profile.Name)
+	for _, lv := range pl.Levels {
+		for _, l := range lv {
+			lr := done[l.Name]
+			if err := p.reg.Tag(ctx, lr.Ref, candidate); err != nil {
+				return finish(fmt.Errorf("writing candidate tag %q for layer %q: %w", candidate, l.Name, err))
+			}
+		}
+	}
+	rep.Candidates = true
+	p.logf("candidate tag %s written for %d layer(s)", candidate, len(done))
+	return finish(nil)
+}
+
+func (p *Pipeline) buildLayer(ctx context.Context, cfg Config, pl *Plan, layer layers.Layer, level int, parent report.Layer) (report.Layer, error) {
+	start := p.now()
+	repo := pl.Registry + "/" + layer.Name
+	runTag := tags.Run(cfg.RunID, cfg.Profile.Name)
+	var from, baseName, parentDigest string
+	if layer.Parent == "" {
+		r, err := registry.ParseRef(pl.BaseImage)
+		if err != nil {
+			return report.Layer{}, err
+		}
+		from = registry.DigestRef(r.Context().Name(), pl.BaseDigest)
+		baseName, parentDigest = pl.BaseImage, pl.BaseDigest
+	} else {
+		from, baseName, parentDigest = parent.Ref, parent.Ref, parent.Digest
+	}
+	ctxDir := path.Join(cfg.Dir, layer.Context)
+	files, err := buildctx.List(cfg.Source, ctxDir, layer.Containerfile)
+	if err != nil {
+		return report.Layer{}, fmt.Errorf("layer %q: %w", layer.Name, err)
+	}
+	args := map[string]string{}
+	for k, v := range cfg.BuildArgs {
+		args[k] = v
+	}
+	args[layers.BaseImageArg] = from
+	labels := map[string]string{
+		LabelRevision:   cfg.Commit,
+		LabelBaseName:   baseName,
+		LabelBaseDigest: parentDigest,
+		LabelTitle:      layer.Name,
+		LabelLayer:      layer.Name,
+		LabelProfile:    cfg.Profile.Name,
+	}
+	if layer.Parent != "" {
+		labels[LabelParent] = layer.Parent
+	}
+	if cfg.SourceURL != "" {
+		labels[LabelSource] = cfg.SourceURL
+	}
+	req := build.Request{
+		Layer:           layer.Name,
+		ContextDir:      ctxDir,
+		Files:           buildctx.Paths(files),
+		ExtraFiles:      cfg.ExtraFiles[layer.Name],
+		Containerfile:   layer.Containerfile,
+		BuildArgs:       args,
+		Labels:          labels,
+		Target:          repo + ":" + runTag,
+		SourceDateEpoch: cfg.SourceDateEpoch,
+	}
+	p.logf("[level %d] %s: building FROM %s", level, layer.Name, from)
+	res, err := p.builder.Build(ctx, req)
+	if err != nil {
+		return report.Layer{}, err
+	}
+	// Trust the registry, not the builder: the run tag must point at the digest the builder reported.
+	got, err := p.reg.Digest(ctx, req.Target)
+	if err != nil {
+		return report.Layer{}, fmt.Errorf("layer %q: checking the pushed image: %w", layer.Name, err)
+	}
+	if got != res.Digest {
+		return report.Layer{}, fmt.Errorf("layer %q: the builder reported %s but %s points at %s", layer.Name, res.Digest, req.Target, got)
+	}
+	lr := report.Layer{
+		Name: layer.Name, Parent: layer.Parent, Level: level, Repository: repo,
+		Digest: res.Digest, Ref: registry.DigestRef(repo, res.Digest),
+		RunTag: runTag, CandidateTag: tags.Candidate(cfg.Commit, cfg.Profile.Name),
+		ParentDigest: parentDigest, BaseName: baseName, Status: report.StatusBuilt,
+		DurationMS: p.now().Sub(start).Milliseconds(),
+	}
+	p.logf("[level %d] %s: pushed %s (%s)", level, layer.Name, lr.Ref, time.Duration(lr.DurationMS)*time.Millisecond)
+	return lr, nil
+}
+
+func ordered(pl *Plan, done map[string]report.Layer) []report.Layer {
+	var out []report.Layer
+	for _, lv := range pl.Levels {
+		for _, l := range lv {
+			if lr, ok := done[l.Name]; ok {
+				out = append(out, lr)
+			}
+		}
+	}
+	return out
+}
+
+func countLayers(pl *Plan) int {
+	n := 0
+	for _, lv := range pl.Levels {
+		n += len(lv)
+	}
+	return n
+}
+
+func levelsString(levels [][]string) string {
+	parts := make([]string, len(levels))
+	for i, lv := range levels {
+		s := append([]string(nil), lv...)
+		sort.Strings(s)
+		parts[i] = "[" + strings.Join(s, " ") + "]"
+	}
+	return strings.Join(parts, " -> ")
+}

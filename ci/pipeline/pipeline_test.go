@@ -1,0 +1,319 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/imagemode/imagemode/ci/build"
+	"github.com/imagemode/imagemode/ci/profile"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/report"
+)
+
+const commit = "0123456789abcdef0123456789abcdef01234567"
+
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// pushImage pushes a small random image with labels to ref and returns its digest.
+func pushImage(ctx context.Context, ref string, labels map[string]string) (string, error) {
+	img, err := random.Image(512, 1)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return "", err
+	}
+	cfg.Config.Labels = labels
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		return "", err
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(r, img, remote.WithContext(ctx)); err != nil {
+		return "", err
+	}
+	d, err := img.Digest()
+	return d.String(), err
+}
+
+// fakeBuilder pushes a random image per request and records what it was asked.
+type fakeBuilder struct {
+	mu   sync.Mutex
+	reqs []build.Request
+	fail map[string]error
+}
+
+func (f *fakeBuilder) Build(ctx context.Context, req build.Request) (build.Result, error) {
+	f.mu.Lock()
+	f.reqs = append(f.reqs, req)
+	err := f.fail[req.Layer]
+	f.mu.Unlock()
+	if err != nil {
+		return build.Result{}, err
+	}
+	d, err := pushImage(ctx, req.Target, req.Labels)
+	if err != nil {
+		return build.Result{}, err
+	}
+	repo := req.Target[:strings.LastIndex(req.Target, ":")]
+	return build.Result{Digest: d, Ref: repo + "@" + d}, nil
+}
+
+func (f *fakeBuilder) request(layer string) (build.Request, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.reqs {
+		if r.Layer == layer {
+			return r, true
+		}
+	}
+	return build.Request{}, false
+}
+
+type fixture struct {
+	reg    *registry.Client
+	host   string
+	cfg    Config
+	base   string
+	baseD  string
+	fb     *fakeBuilder
+	p      *Pipeline
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	host := startRegistry(t)
+	base := host + "/upstream/centos-bootc:stream9"
+	baseD, err := pushImage(t.Context(), base, map[string]string{"containers.bootc": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := profile.Resolve("centos-stream-9", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
+	fb := &fakeBuilder{fail: map[string]error{}}
+	return &fixture{
+		reg: reg, host: host, base: base, baseD: baseD, fb: fb,
+		p: New(fb, reg),
+		cfg: Config{
+			Source: os.DirFS("../../containerfiles"), Dir: ".", DisplayDir: "containerfiles",
+			Registry: host + "/imagemode", Profile: prof, Commit: commit, RunID: "r1",
+		},
+	}
+}
+
+func TestBuildAllOrderDigestsLabelsAndCandidates(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t)
+	rep, err := f.p.BuildAll(ctx, f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Candidates || len(rep.Layers) != 4 {
+		t.Fatalf("report: candidates=%v layers=%d", rep.Candidates, len(rep.Layers))
+	}
+	// Order: every request comes after its parent's.
+	pos := map[string]int{}
+	for i, r := range f.fb.reqs {
+		pos[r.Layer] = i
+	}
+	for child, parent := range map[string]string{"httpd": "soe", "database": "soe", "homepage": "httpd"} {
+		if pos[child] < pos[parent] {
+			t.Errorf("%s built before its parent %s", child, parent)
+		}
+	}
+	soe, _ := rep.Layer("soe")
+	if soe.ParentDigest != f.baseD {
+		t.Errorf("soe parent digest = %s, want the base digest %s", soe.ParentDigest, f.baseD)
+	}
+	req, _ := f.fb.request("soe")
+	if want := f.host + "/upstream/centos-bootc@" + f.baseD; req.BuildArgs["BASE_IMAGE"] != want {
+		t.Errorf("soe BASE_IMAGE = %q, want the base pinned by digest %q", req.BuildArgs["BASE_IMAGE"], want)
+	}
+	for _, child := range []string{"httpd", "database", "homepage"} {
+		l, _ := rep.Layer(child)
+		parent, _ := rep.Layer(l.Parent)
+		req, _ := f.fb.request(child)
+		if req.BuildArgs["BASE_IMAGE"] != parent.Ref {
+			t.Errorf("%s BASE_IMAGE = %q, want parent ref %q", child, req.BuildArgs["BASE_IMAGE"], parent.Ref)
+		}
+		labels, err := f.reg.Labels(ctx, l.Ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			LabelRevision: commit, LabelBaseDigest: parent.Digest, LabelBaseName: parent.Ref,
+			LabelLayer: child, LabelParent: l.Parent, LabelProfile: "centos-stream-9", LabelTitle: child,
+		}
+		for k, v := range want {
+			if labels[k] != v {
+				t.Errorf("%s label %s = %q, want %q", child, k, labels[k], v)
+			}
+		}
+		if l.ParentDigest != parent.Digest {
+			t.Errorf("%s parent digest %s != %s", child, l.ParentDigest, parent.Digest)
+		}
+	}
+	for _, l := range rep.Layers {
+		if l.CandidateTag != "sha-0123456789ab-centos-stream-9" || l.RunTag != "build-r1-centos-stream-9" {
+			t.Errorf("%s tags: run %q candidate %q", l.Name, l.RunTag, l.CandidateTag)
+		}
+		d, err := f.reg.Digest(ctx, l.CandidateRef())
+		if err != nil || d != l.Digest {
+			t.Errorf("%s candidate tag points at %s (%v), want %s", l.Name, d, err, l.Digest)
+		}
+		if l.Status != report.StatusBuilt {
+			t.Errorf("%s status %q", l.Name, l.Status)
+		}
+	}
+	// The context sent is exactly the layer folder's files.
+	req, _ = f.fb.request("httpd")
+	if !reflect.DeepEqual(req.Files, []string{"Containerfile", "files/usr/lib/tmpfiles.d/imagemode-httpd.conf", "html/index.html", "html/style.css"}) {
+		t.Errorf("httpd context files = %v", req.Files)
+	}
+	if !strings.Contains(rep.Table(), "homepage") || !strings.Contains(rep.Table(), "sha-0123456789ab-centos-stream-9") {
+		t.Errorf("table:\n%s", rep.Table())
+	}
+}
+
+func TestFailureInLevelOneLeavesNoCandidateTag(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t)
+	f.fb.fail["database"] = errors.New("dnf: no package mariadb-server")
+	rep, err := f.p.BuildAll(ctx, f.cfg)
+	if err == nil || !strings.Contains(err.Error(), "level 1") || !strings.Contains(err.Error(), "mariadb-server") {
+		t.Fatalf("error = %v", err)
+	}
+	if rep == nil || rep.Candidates {
+		t.Fatalf("report must say candidates were not written: %+v", rep)
+	}
+	if _, ok := f.fb.request("homepage"); ok {
+		t.Error("homepage (level 2) was built after level 1 failed")
+	}
+	for _, layer := range []string{"soe", "httpd", "database", "homepage"} {
+		tags, err := f.reg.Tags(ctx, f.cfg.Registry+"/"+layer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tg := range tags {
+			if strings.HasPrefix(tg, "sha-") {
+				t.Errorf("%s has candidate tag %s after a failed run", layer, tg)
+			}
+		}
+	}
+}
+
+func TestBuildOneLayerBuildsItsAncestors(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Layers = []string{"homepage"}
+	rep, err := f.p.BuildAll(t.Context(), f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range rep.Layers {
+		names = append(names, l.Name)
+	}
+	if !reflect.DeepEqual(names, []string{"soe", "httpd", "homepage"}) {
+		t.Errorf("built %v", names)
+	}
+}
+
+func TestChecksBeforeBuilding(t *testing.T) {
+	f := newFixture(t)
+	rhel, err := profile.Resolve("rhel-9.6", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		mod  func(c *Config)
+		want string
+	}{
+		{"no registry", func(c *Config) { c.Registry = "" }, "--registry is required"},
+		{"registry with tag", func(c *Config) { c.Registry = f.host + "/imagemode:latest" }, "without a tag"},
+		{"short registry", func(c *Config) { c.Registry = "imagemode" }, "start with the registry host"},
+		{"no commit", func(c *Config) { c.Commit = "" }, "--commit is required"},
+		{"bad commit", func(c *Config) { c.Commit = "HEAD" }, `--commit "HEAD"`},
+		{"bad run id", func(c *Config) { c.RunID = "Run 1" }, `--run-id "Run 1"`},
+		{"base arg", func(c *Config) { c.BuildArgs = map[string]string{"BASE_IMAGE": "x"} }, "--build-arg BASE_IMAGE"},
+		{"rhel without subscription", func(c *Config) { c.Profile = rhel }, `profile "rhel-9.6"`},
+		{"unknown layer", func(c *Config) { c.Layers = []string{"webserver"} }, `no layer named "webserver"`},
+		{"broken graph", func(c *Config) { c.Source = os.DirFS("../layers/testdata/cycle"); c.DisplayDir = "cycle" }, "cycle/layers.yaml:3: cycle"},
+		{"lint failure", func(c *Config) { c.Source = os.DirFS("../layers/testdata/copy-under-var"); c.DisplayDir = "cv" }, "cv/httpd/Containerfile:4"},
+		{"missing base", func(c *Config) { c.Profile.BaseImage = f.host + "/upstream/nothing:1" }, "resolving the base image"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f.fb.reqs = nil
+			cfg := f.cfg
+			tc.mod(&cfg)
+			_, err := f.p.BuildAll(t.Context(), cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+			if len(f.fb.reqs) != 0 {
+				t.Errorf("the builder was called %d time(s) before the check failed", len(f.fb.reqs))
+			}
+		})
+	}
+}
+
+func TestBuilderDigestMustMatchRegistry(t *testing.T) {
+	f := newFixture(t)
+	lying := build.Func(func(ctx context.Context, req build.Request) (build.Result, error) {
+		if _, err := pushImage(ctx, req.Target, req.Labels); err != nil {
+			return build.Result{}, err
+		}
+		return build.Result{Digest: "sha256:" + strings.Repeat("0", 64)}, nil
+	})
+	_, err := New(lying, f.reg).BuildAll(t.Context(), f.cfg)
+	if err == nil || !strings.Contains(err.Error(), "the builder reported sha256:0000") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestPlanLevels(t *testing.T) {
+	f := newFixture(t)
+	pl, err := f.p.Plan(t.Context(), Config{Source: f.cfg.Source, Dir: ".", Profile: f.cfg.Profile}, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]string{{"soe"}, {"database", "httpd"}, {"homepage"}}; !reflect.DeepEqual(pl.Names(), want) {
+		t.Errorf("levels = %v", pl.Names())
+	}
+	if pl.BaseDigest != "" {
+		t.Errorf("plan without resolve has a digest %q", pl.BaseDigest)
+	}
+	pl, err = f.p.Plan(t.Context(), f.cfg, PlanOptions{Resolve: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.BaseDigest != f.baseD || pl.Levels[2][0].Repository != f.cfg.Registry+"/homepage" {
+		t.Errorf("plan = %+v", pl)
+	}
+}
