@@ -1,0 +1,441 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/imagemode/imagemode/ci/build/buildah"
+	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/profile"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/report"
+)
+
+// graphFlags select the containerfiles directory and the profile.
+type graphFlags struct {
+	dir       string
+	profile   string
+	baseImage string
+}
+
+func (g *graphFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.dir, "dir", "containerfiles", "containerfiles directory holding "+layers.GraphFile+" and one folder per layer")
+	fs.StringVar(&g.profile, "profile", profile.Default, "base OS profile: "+strings.Join(profile.Names(), ", ")+" (or any name with --base-image)")
+	fs.StringVar(&g.baseImage, "base-image", "", "build the root layer on this bootc image instead of the profile's (fully qualified reference)")
+}
+
+func (g *graphFlags) config() (pipeline.Config, error) {
+	prof, err := profile.Resolve(g.profile, g.baseImage)
+	if err != nil {
+		return pipeline.Config{}, &usageError{msg: err.Error()}
+	}
+	st, err := os.Stat(g.dir)
+	if err != nil {
+		return pipeline.Config{}, fmt.Errorf("--dir %q: %w", g.dir, err)
+	}
+	if !st.IsDir() {
+		return pipeline.Config{}, fmt.Errorf("--dir %q is not a directory", g.dir)
+	}
+	return pipeline.Config{Source: os.DirFS(g.dir), Dir: ".", DisplayDir: g.dir, Profile: prof}, nil
+}
+
+func runLint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("lint", "Validate the layer graph (unknown parent, cycle, duplicate name, missing Containerfile) and check\nevery Containerfile: final stage FROM ${BASE_IMAGE}, RUN bootc container lint last, nothing copied under /var.", stderr)
+	var g graphFlags
+	g.register(fs)
+	jsonOut := fs.Bool("json", false, "print findings as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	err := layers.Check(os.DirFS(g.dir), ".", g.dir)
+	if *jsonOut {
+		findings := []layers.Finding{}
+		var le *layers.LintError
+		if errors.As(err, &le) {
+			findings = le.Findings
+		}
+		out := map[string]any{"ok": err == nil, "findings": findings}
+		if err != nil && le == nil {
+			out["error"] = err.Error()
+		}
+		if werr := writeJSON(stdout, out); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if !*jsonOut {
+		fmt.Fprintf(stdout, "%s: layer graph and Containerfiles OK\n", g.dir)
+	}
+	return nil
+}
+
+func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("plan", "Print the build levels (layers of one level build in parallel), each layer's parent and, with\n--registry/--commit/--run-id, the references a run would write. With --resolve, ask the registry for the\nbase image digest.", stderr)
+	var g graphFlags
+	g.register(fs)
+	reg := fs.String("registry", "", "repository prefix layers are pushed under (optional here)")
+	commit := fs.String("commit", "", "commit for candidate tags (optional here)")
+	runID := fs.String("run-id", "", "run id for run-scoped tags (optional here)")
+	resolve := fs.Bool("resolve", false, "resolve the base image to a digest (contacts the registry)")
+	jsonOut := fs.Bool("json", false, "print the plan as JSON")
+	var rf registryFlags
+	rf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := g.config()
+	if err != nil {
+		return err
+	}
+	cfg.Registry, cfg.Commit, cfg.RunID = *reg, *commit, *runID
+	client, err := rf.client()
+	if err != nil {
+		return err
+	}
+	pl, err := pipeline.New(nil, client).Plan(ctx, cfg, pipeline.PlanOptions{Resolve: *resolve})
+	if err != nil {
+		return err
+	}
+	if *jsonOut {
+		return writeJSON(stdout, pl)
+	}
+	fmt.Fprintf(stdout, "profile %s: base %s", pl.Profile.Name, pl.BaseImage)
+	if pl.BaseDigest != "" {
+		fmt.Fprintf(stdout, " (%s)", pl.BaseDigest)
+	}
+	fmt.Fprintln(stdout)
+	for i, lv := range pl.Levels {
+		fmt.Fprintf(stdout, "level %d:\n", i)
+		for _, l := range lv {
+			from := "the profile's base image"
+			if l.Parent != "" {
+				from = l.Parent
+			}
+			fmt.Fprintf(stdout, "  %-10s FROM %-24s %s\n", l.Name, from, l.Containerfile)
+			if l.Repository != "" {
+				fmt.Fprintf(stdout, "  %-10s -> %s:%s\n", "", l.Repository, firstNonEmpty(l.CandidateTag, l.RunTag, "<tag>"))
+			}
+		}
+	}
+	return nil
+}
+
+// registryFlags are the credentials of the push registry and of the base image's registry.
+type registryFlags struct {
+	user, passFile         string
+	baseUser, basePassFile string
+	registryHost           string
+}
+
+func (r *registryFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&r.user, "registry-username", "", "username for --registry (password from --registry-password-file or $IMAGEMODE_REGISTRY_PASSWORD; default: your docker/podman login)")
+	fs.StringVar(&r.passFile, "registry-password-file", "", "file holding the --registry password or token")
+	fs.StringVar(&r.baseUser, "base-registry-username", "", "username for the base image's registry, e.g. registry.redhat.io (password from --base-registry-password-file or $IMAGEMODE_BASE_REGISTRY_PASSWORD)")
+	fs.StringVar(&r.basePassFile, "base-registry-password-file", "", "file holding the base registry password")
+}
+
+type credential struct{ host, user, pass string }
+
+func (r *registryFlags) credentials(registryRef, baseImage string) ([]credential, error) {
+	var out []credential
+	add := func(ref, user, file, env, flagName string) error {
+		if user == "" {
+			return nil
+		}
+		pass, err := secretFrom(file, env)
+		if err != nil {
+			return fmt.Errorf("%s: %w", flagName, err)
+		}
+		if pass == "" {
+			return &usageError{msg: fmt.Sprintf("%s given without a password: pass %s-password-file or set $%s", flagName, strings.TrimSuffix(flagName, "-username"), env)}
+		}
+		host, _, _ := strings.Cut(ref, "/")
+		out = append(out, credential{host: host, user: user, pass: pass})
+		return nil
+	}
+	if err := add(registryRef, r.user, r.passFile, "IMAGEMODE_REGISTRY_PASSWORD", "--registry-username"); err != nil {
+		return nil, err
+	}
+	if err := add(baseImage, r.baseUser, r.basePassFile, "IMAGEMODE_BASE_REGISTRY_PASSWORD", "--base-registry-username"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (r *registryFlags) client(creds ...credential) (*registry.Client, error) {
+	var opts []registry.Option
+	for _, c := range creds {
+		opts = append(opts, registry.WithCredentials(c.host, c.user, c.pass))
+	}
+	return registry.New(opts...), nil
+}
+
+func secretFrom(file, env string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("reading secret file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return os.Getenv(env), nil
+}
+
+// buildFlags are the flags of build-all and build.
+type buildFlags struct {
+	graphFlags
+	registryFlags
+	registry        string
+	commit          string
+	runID           string
+	builder         string
+	buildArgs       multiFlag
+	jobs            int
+	reportFile      string
+	jsonOut         bool
+	sourceURL       string
+	entitlementCert string
+	entitlementKey  string
+	rhsmCA          string
+	passwordHash    string
+	containersConf  string
+	buildahRoot     string
+	buildahRunRoot  string
+}
+
+func (b *buildFlags) register(fs *flag.FlagSet) {
+	b.graphFlags.register(fs)
+	b.registryFlags.register(fs)
+	fs.StringVar(&b.registry, "registry", "", "repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode (required)")
+	fs.StringVar(&b.commit, "commit", "", "git commit the images are built from (default: HEAD of the checkout holding --dir)")
+	fs.StringVar(&b.runID, "run-id", "", "id of this run, used in run-scoped tags build-<run-id>-<profile> (default: time and random)")
+	fs.StringVar(&b.builder, "builder", "buildah", "image builder on this host: buildah (the Dagger module builds with the engine)")
+	fs.Var(&b.buildArgs, "build-arg", "extra build argument KEY=VALUE for every layer (repeatable; never a secret)")
+	fs.IntVar(&b.jobs, "jobs", 0, "layers of one level built at once (0: all)")
+	fs.StringVar(&b.reportFile, "report", "", "also write the JSON report to this file")
+	fs.BoolVar(&b.jsonOut, "json", false, "print the JSON report instead of the table")
+	fs.StringVar(&b.sourceURL, "source-url", "", "value of the org.opencontainers.image.source label (e.g. the repository URL)")
+	fs.StringVar(&b.entitlementCert, "entitlement-cert", "", "RHEL entitlement certificate file (build secret entitlement-cert; RHEL profiles)")
+	fs.StringVar(&b.entitlementKey, "entitlement-key", "", "RHEL entitlement key file (build secret entitlement-key; RHEL profiles)")
+	fs.StringVar(&b.rhsmCA, "rhsm-ca", "", "RHSM CA file, /etc/rhsm/ca/redhat-uep.pem (build secret rhsm-ca; RHEL profiles)")
+	fs.StringVar(&b.passwordHash, "password-hash-file", "", "file with a crypt(3) hash for bootc-user (make one with mkpasswd --method=sha-512); default: account locked")
+	fs.StringVar(&b.containersConf, "containers-conf", os.Getenv("CONTAINERS_CONF"), "containers.conf for buildah (e.g. runtime runc and lower default ulimits)")
+	fs.StringVar(&b.buildahRoot, "buildah-root", "", "buildah storage root (default: buildah's own)")
+	fs.StringVar(&b.buildahRunRoot, "buildah-runroot", "", "buildah run root (default: buildah's own)")
+}
+
+func runBuildAll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("build-all", "Build every layer of the graph in dependency order: the SOE, then httpd and database in parallel, then\nhomepage. Each layer is pushed to <registry>/<layer>:build-<run-id>-<profile> and its children are built FROM\nits exact digest. Candidate tags sha-<commit>-<profile> are written only when every layer succeeded.", stderr)
+	var b buildFlags
+	b.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return b.run(ctx, nil, stdout, stderr)
+}
+
+func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("build", "Build one layer and its ancestors (e.g. --layer homepage builds soe, httpd, homepage).", stderr)
+	var b buildFlags
+	b.register(fs)
+	layer := fs.String("layer", "", "the layer to build (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *layer == "" {
+		return &usageError{msg: "--layer is required"}
+	}
+	return b.run(ctx, []string{*layer}, stdout, stderr)
+}
+
+func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.Writer) error {
+	cfg, err := b.config()
+	if err != nil {
+		return err
+	}
+	if err := pipeline.ValidateRegistry(b.registry); err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	if b.builder != "buildah" {
+		return &usageError{msg: fmt.Sprintf("--builder %q: the host CLI builds with buildah; use `dagger call build-all` to build with the Dagger engine", b.builder)}
+	}
+	cfg.Registry, cfg.Layers, cfg.SourceURL = b.registry, only, b.sourceURL
+	cfg.Commit, cfg.SourceDateEpoch = b.commit, 0
+	if cfg.Commit == "" {
+		c, t, err := gitHead(ctx, b.dir)
+		if err != nil {
+			return &usageError{msg: fmt.Sprintf("--commit is required: %v", err)}
+		}
+		cfg.Commit, cfg.SourceDateEpoch = c, t
+	}
+	cfg.RunID = b.runID
+	if cfg.RunID == "" {
+		cfg.RunID = newRunID(time.Now())
+	}
+	cfg.BuildArgs = map[string]string{}
+	for _, kv := range b.buildArgs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return &usageError{msg: fmt.Sprintf("--build-arg %q: want KEY=VALUE", kv)}
+		}
+		cfg.BuildArgs[k] = v
+	}
+
+	creds, err := b.credentials(b.registry, cfg.Profile.BaseImage)
+	if err != nil {
+		return err
+	}
+	for _, c := range creds {
+		cfg.RegistryAuth = append(cfg.RegistryAuth, c.host)
+	}
+	bopts := []buildah.Option{buildah.WithLog(stderr)}
+	for _, s := range []struct{ id, file, flag string }{
+		{profile.SecretEntitlementCert, b.entitlementCert, "--entitlement-cert"},
+		{profile.SecretEntitlementKey, b.entitlementKey, "--entitlement-key"},
+		{profile.SecretRHSMCA, b.rhsmCA, "--rhsm-ca"},
+		{profile.SecretPasswordHash, b.passwordHash, "--password-hash-file"},
+	} {
+		if s.file == "" {
+			continue
+		}
+		if _, err := os.Stat(s.file); err != nil {
+			return &usageError{msg: fmt.Sprintf("%s: %v", s.flag, err)}
+		}
+		bopts = append(bopts, buildah.WithSecretFile(s.id, s.file))
+		cfg.Secrets = append(cfg.Secrets, s.id)
+	}
+	if b.containersConf != "" {
+		bopts = append(bopts, buildah.WithContainersConf(b.containersConf))
+	}
+	if b.buildahRoot != "" || b.buildahRunRoot != "" {
+		bopts = append(bopts, buildah.WithStorage(b.buildahRoot, b.buildahRunRoot))
+	}
+	if len(creds) > 0 {
+		authFile, cleanup, err := writeAuthFile(creds)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		bopts = append(bopts, buildah.WithAuthFile(authFile))
+	}
+	builder, err := buildah.New(cfg.Source, bopts...)
+	if err != nil {
+		return err
+	}
+	defer builder.Close()
+	client, err := b.client(creds...)
+	if err != nil {
+		return err
+	}
+	p := pipeline.New(builder, client, pipeline.WithLog(stderr), pipeline.WithJobs(b.jobs))
+	rep, runErr := p.BuildAll(ctx, cfg)
+	if rep != nil {
+		if err := emitReport(rep, b.reportFile, b.jsonOut, stdout); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	return runErr
+}
+
+func emitReport(rep *report.Report, file string, jsonOut bool, stdout io.Writer) error {
+	data, err := rep.JSON()
+	if err != nil {
+		return err
+	}
+	if file != "" {
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			return fmt.Errorf("writing the report to %q: %w", file, err)
+		}
+	}
+	if jsonOut {
+		_, err = stdout.Write(data)
+	} else {
+		_, err = io.WriteString(stdout, rep.Table())
+	}
+	if err != nil {
+		return fmt.Errorf("printing the report: %w", err)
+	}
+	return nil
+}
+
+// writeAuthFile writes a containers auth.json (mode 0600) for buildah and returns a function removing it.
+func writeAuthFile(creds []credential) (string, func(), error) {
+	auths := map[string]map[string]string{}
+	for _, c := range creds {
+		auths[c.host] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(c.user + ":" + c.pass))}
+	}
+	data, err := json.Marshal(map[string]any{"auths": auths})
+	if err != nil {
+		return "", nil, fmt.Errorf("encoding registry credentials: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "imagemode-auth-")
+	if err != nil {
+		return "", nil, fmt.Errorf("creating a temporary auth file: %w", err)
+	}
+	path := filepath.Join(dir, "auth.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("writing a temporary auth file: %w", err)
+	}
+	return path, func() { os.RemoveAll(dir) }, nil
+}
+
+// gitHead returns the commit and commit time of the checkout holding dir.
+func gitHead(ctx context.Context, dir string) (string, int64, error) {
+	out, err := exec.CommandContext(ctx, "git", "-C", dir, "log", "-1", "--format=%H %ct").Output()
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not in a git checkout with a commit (git log: %v)", dir, err)
+	}
+	sha, ts, ok := strings.Cut(strings.TrimSpace(string(out)), " ")
+	if !ok {
+		return "", 0, fmt.Errorf("unexpected git output %q", out)
+	}
+	t, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("parsing the commit time %q: %w", ts, err)
+	}
+	return sha, t, nil
+}
+
+func newRunID(now time.Time) string {
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		// crypto/rand never fails on Linux; fall back to the nanoseconds.
+		return now.UTC().Format("20060102t150405") + "-" + strconv.Itoa(now.Nanosecond()%1000000)
+	}
+	return now.UTC().Format("20060102t150405") + "-" + hex.EncodeToString(b)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("writing JSON: %w", err)
+	}
+	return nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
