@@ -93,13 +93,13 @@ func (f *fakeBuilder) request(layer string) (build.Request, bool) {
 }
 
 type fixture struct {
-	reg    *registry.Client
-	host   string
-	cfg    Config
-	base   string
-	baseD  string
-	fb     *fakeBuilder
-	p      *Pipeline
+	reg   *registry.Client
+	host  string
+	cfg   Config
+	base  string
+	baseD string
+	fb    *fakeBuilder
+	p     *Pipeline
 }
 
 func newFixture(t *testing.T) *fixture {
