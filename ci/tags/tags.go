@@ -7,9 +7,12 @@
 package tags
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 )
 
 var (
@@ -73,4 +76,14 @@ func check(t string) string {
 		panic(fmt.Sprintf("imagemode: invalid tag %q", t))
 	}
 	return t
+}
+
+// NewRunID returns a run id made of the UTC time and a random suffix, e.g. 20261126t091500-3fa9c1.
+func NewRunID(now time.Time) string {
+	b := make([]byte, 3)
+	// crypto/rand.Read never returns an error on Linux (Go ≥ 1.24 aborts instead).
+	if _, err := rand.Read(b); err != nil {
+		return now.UTC().Format("20060102t150405")
+	}
+	return now.UTC().Format("20060102t150405") + "-" + hex.EncodeToString(b)
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +21,7 @@ import (
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/tags"
 )
 
 // graphFlags select the containerfiles directory and the profile.
@@ -286,7 +285,7 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 	}
 	cfg.RunID = b.runID
 	if cfg.RunID == "" {
-		cfg.RunID = newRunID(time.Now())
+		cfg.RunID = tags.NewRunID(time.Now())
 	}
 	cfg.BuildArgs = map[string]string{}
 	for _, kv := range b.buildArgs {
@@ -411,15 +410,6 @@ func gitHead(ctx context.Context, dir string) (string, int64, error) {
 		return "", 0, fmt.Errorf("parsing the commit time %q: %w", ts, err)
 	}
 	return sha, t, nil
-}
-
-func newRunID(now time.Time) string {
-	b := make([]byte, 3)
-	if _, err := rand.Read(b); err != nil {
-		// crypto/rand never fails on Linux; fall back to the nanoseconds.
-		return now.UTC().Format("20060102t150405") + "-" + strconv.Itoa(now.Nanosecond()%1000000)
-	}
-	return now.UTC().Format("20060102t150405") + "-" + hex.EncodeToString(b)
 }
 
 func writeJSON(w io.Writer, v any) error {

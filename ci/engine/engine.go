@@ -1,0 +1,208 @@
+// Package engine is what the Dagger module's functions delegate to: it turns engine objects (directories, git
+// repositories, secrets) into the pure core's inputs and runs the pipeline with the Dagger builder. It is written
+// against dagger.io/dagger so that it compiles and is reviewed without an engine; the module's shims connect a
+// client inside the function (it joins the caller's session) and pass objects by ID.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"dagger.io/dagger"
+
+	"github.com/imagemode/imagemode/ci/build/daggerbuild"
+	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/profile"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/tags"
+)
+
+// Registry credentials for one host.
+type Credential struct {
+	Username string
+	Password *dagger.Secret
+}
+
+// BuildInput is everything build-all and build take.
+type BuildInput struct {
+	// Dir is the containerfiles directory (layers.yaml and one folder per layer).
+	Dir *dagger.Directory
+	// Git is the checkout the commit is read from when Commit is empty.
+	Git       *dagger.GitRepository
+	Registry  string
+	Profile   string
+	BaseImage string
+	Commit    string
+	RunID     string
+	// Layers restricts the build to these layers and their ancestors.
+	Layers          []string
+	BuildArgs       []string
+	SourceURL       string
+	SourceDateEpoch int64
+	Jobs            int
+	// RegistryAuth is for --registry; BaseRegistryAuth for the profile's base image registry.
+	RegistryAuth     Credential
+	BaseRegistryAuth Credential
+	EntitlementCert  *dagger.Secret
+	EntitlementKey   *dagger.Secret
+	RHSMCA           *dagger.Secret
+	PasswordHash     *dagger.Secret
+}
+
+// localCopy exports dir into a temporary folder of the module's runtime container (not the caller's host) so the
+// pure core can read it through fs.FS.
+func localCopy(ctx context.Context, dir *dagger.Directory) (string, func(), error) {
+	tmp, err := os.MkdirTemp("", "imagemode-src-")
+	if err != nil {
+		return "", nil, fmt.Errorf("creating a temporary folder: %w", err)
+	}
+	if _, err := dir.Export(ctx, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, fmt.Errorf("reading the containerfiles directory: %w", err)
+	}
+	return tmp, func() { os.RemoveAll(tmp) }, nil
+}
+
+// Lint checks the layer graph and the Containerfiles of dir.
+func Lint(ctx context.Context, dir *dagger.Directory) error {
+	local, cleanup, err := localCopy(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	return layers.Check(os.DirFS(local), ".", "containerfiles")
+}
+
+// Plan returns the build levels and references; with resolve, the base image digest too.
+func Plan(ctx context.Context, dir *dagger.Directory, profileName, baseImage, registryPrefix string, resolve bool, baseAuth Credential) (*pipeline.Plan, error) {
+	local, cleanup, err := localCopy(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	prof, err := profile.Resolve(profileName, baseImage)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := registryClient(ctx, Credential{}, baseAuth, "", prof.BaseImage)
+	if err != nil {
+		return nil, err
+	}
+	cfg := pipeline.Config{Source: os.DirFS(local), Dir: ".", DisplayDir: "containerfiles", Profile: prof, Registry: registryPrefix}
+	return pipeline.New(nil, reg).Plan(ctx, cfg, pipeline.PlanOptions{Resolve: resolve})
+}
+
+// BuildAll builds with the engine and returns the report (partial, with the error, when a layer failed).
+func BuildAll(ctx context.Context, client *dagger.Client, in BuildInput, log io.Writer) (*report.Report, error) {
+	prof, err := profile.Resolve(in.Profile, in.BaseImage)
+	if err != nil {
+		return nil, err
+	}
+	if err := pipeline.ValidateRegistry(in.Registry); err != nil {
+		return nil, err
+	}
+	commit := in.Commit
+	if commit == "" {
+		if in.Git == nil {
+			return nil, errors.New("--commit is required when no git checkout is available")
+		}
+		if commit, err = in.Git.Head().Commit(ctx); err != nil {
+			return nil, fmt.Errorf("reading the commit of the checkout (pass --commit): %w", err)
+		}
+	}
+	runID := in.RunID
+	if runID == "" {
+		runID = tags.NewRunID(time.Now())
+	}
+	args := map[string]string{}
+	for _, kv := range in.BuildArgs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--build-arg %q: want KEY=VALUE", kv)
+		}
+		args[k] = v
+	}
+
+	var opts []daggerbuild.Option
+	var secretIDs []string
+	for _, s := range []struct {
+		id     string
+		secret *dagger.Secret
+	}{
+		{profile.SecretEntitlementCert, in.EntitlementCert},
+		{profile.SecretEntitlementKey, in.EntitlementKey},
+		{profile.SecretRHSMCA, in.RHSMCA},
+		{profile.SecretPasswordHash, in.PasswordHash},
+	} {
+		if s.secret == nil {
+			continue
+		}
+		named, err := daggerbuild.NamedSecret(ctx, client, s.id, s.secret)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, daggerbuild.WithSecret(s.id, named))
+		secretIDs = append(secretIDs, s.id)
+	}
+	var authHosts []string
+	for _, a := range []struct {
+		ref  string
+		cred Credential
+	}{{in.Registry, in.RegistryAuth}, {prof.BaseImage, in.BaseRegistryAuth}} {
+		if a.cred.Username == "" || a.cred.Password == nil {
+			continue
+		}
+		host, _, _ := strings.Cut(a.ref, "/")
+		opts = append(opts, daggerbuild.WithRegistryAuth(daggerbuild.RegistryAuth{Host: host, Username: a.cred.Username, Secret: a.cred.Password}))
+		authHosts = append(authHosts, host)
+	}
+	reg, err := registryClient(ctx, in.RegistryAuth, in.BaseRegistryAuth, in.Registry, prof.BaseImage)
+	if err != nil {
+		return nil, err
+	}
+	local, cleanup, err := localCopy(ctx, in.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+
+	cfg := pipeline.Config{
+		Source: os.DirFS(local), Dir: ".", DisplayDir: "containerfiles",
+		Registry: in.Registry, Profile: prof, Commit: commit, SourceDateEpoch: in.SourceDateEpoch,
+		RunID: runID, Layers: in.Layers, BuildArgs: args, Secrets: secretIDs, RegistryAuth: authHosts,
+		SourceURL: in.SourceURL,
+	}
+	builder := daggerbuild.New(client, in.Dir, opts...)
+	return pipeline.New(builder, reg, pipeline.WithLog(log), pipeline.WithJobs(in.Jobs)).BuildAll(ctx, cfg)
+}
+
+// registryClient builds the go-containerregistry client with the explicit credentials (plaintext stays in memory).
+func registryClient(ctx context.Context, pushAuth, baseAuth Credential, registryRef, baseImage string) (*registry.Client, error) {
+	var opts []registry.Option
+	for _, a := range []struct {
+		ref  string
+		cred Credential
+		flag string
+	}{{registryRef, pushAuth, "--registry-password"}, {baseImage, baseAuth, "--base-registry-password"}} {
+		if a.cred.Username == "" {
+			continue
+		}
+		if a.cred.Password == nil {
+			return nil, fmt.Errorf("%s is required with a username", a.flag)
+		}
+		pass, err := a.cred.Password.Plaintext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", a.flag, err)
+		}
+		host, _, _ := strings.Cut(a.ref, "/")
+		opts = append(opts, registry.WithCredentials(host, a.cred.Username, pass))
+	}
+	return registry.New(opts...), nil
+}

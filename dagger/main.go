@@ -1,0 +1,328 @@
+// imagemode builds, tests and promotes a layered family of Image Mode for RHEL (bootc) images: an SOE golden image,
+// an httpd service image, a homepage application image and a MariaDB database image, each built FROM its parent's
+// exact digest.
+//
+// These functions are thin shims: they connect to the engine session, convert their arguments by ID and delegate
+// to github.com/imagemode/imagemode/ci/engine, where the logic lives and is tested.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	lib "dagger.io/dagger"
+
+	"dagger/imagemode/internal/dagger"
+
+	"github.com/imagemode/imagemode/ci/engine"
+	"github.com/imagemode/imagemode/ci/report"
+)
+
+// Imagemode is the pipeline for Image Mode for RHEL (bootc) image families.
+type Imagemode struct{}
+
+// BuildResult is the outcome of a build: the run report, for people and for the next stages.
+type BuildResult struct {
+	// The run report as JSON: every layer's repository, digest, parent digest, tags and duration.
+	Report string
+	// The run report as a table.
+	Table string
+}
+
+// connect joins the caller's engine session with the dagger.io/dagger library that ci/engine is written against.
+func connect(ctx context.Context) (*lib.Client, error) {
+	c, err := lib.Connect(ctx, lib.WithLogOutput(os.Stderr))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the engine session: %w", err)
+	}
+	return c, nil
+}
+
+func loadDir(ctx context.Context, c *lib.Client, d *dagger.Directory) (*lib.Directory, error) {
+	id, err := d.ID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading a directory id: %w", err)
+	}
+	return c.LoadDirectoryFromID(lib.DirectoryID(id)), nil
+}
+
+func loadSecret(ctx context.Context, c *lib.Client, s *dagger.Secret) (*lib.Secret, error) {
+	if s == nil {
+		return nil, nil
+	}
+	id, err := s.ID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading a secret id: %w", err)
+	}
+	return c.LoadSecretFromID(lib.SecretID(id)), nil
+}
+
+func loadGit(ctx context.Context, c *lib.Client, g *dagger.GitRepository) (*lib.GitRepository, error) {
+	if g == nil {
+		return nil, nil
+	}
+	id, err := g.ID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading a git repository id: %w", err)
+	}
+	return c.LoadGitRepositoryFromID(lib.GitRepositoryID(id)), nil
+}
+
+// Lint checks the layer graph (unknown parent, cycle, duplicate name, missing Containerfile) and every
+// Containerfile: final stage FROM ${BASE_IMAGE}, RUN bootc container lint last, nothing copied under /var.
+func (m *Imagemode) Lint(
+	ctx context.Context,
+	// Containerfiles directory: layers.yaml and one folder per layer.
+	// +defaultPath="/containerfiles"
+	dir *dagger.Directory,
+) (string, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	d, err := loadDir(ctx, c, dir)
+	if err != nil {
+		return "", err
+	}
+	if err := engine.Lint(ctx, d); err != nil {
+		return "", err
+	}
+	return "layer graph and Containerfiles OK\n", nil
+}
+
+// Plan prints the build levels (layers of one level build in parallel), each layer's parent, and the repositories
+// a run would push to. With --resolve it asks the registry for the base image digest.
+// +cache="never"
+func (m *Imagemode) Plan(
+	ctx context.Context,
+	// Containerfiles directory: layers.yaml and one folder per layer.
+	// +defaultPath="/containerfiles"
+	dir *dagger.Directory,
+	// Base OS profile: rhel-9.6, rhel-10, centos-stream-9, centos-stream-10 (or any name with --base-image).
+	// +default="centos-stream-9"
+	profile string,
+	// Build the root layer on this bootc image instead of the profile's.
+	// +optional
+	baseImage string,
+	// Repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode.
+	// +optional
+	registry string,
+	// Resolve the base image to a digest (contacts its registry).
+	// +optional
+	resolve bool,
+	// Username for the base image's registry (registry.redhat.io for RHEL profiles).
+	// +optional
+	baseRegistryUsername string,
+	// Password or token for the base image's registry.
+	// +optional
+	baseRegistryPassword *dagger.Secret,
+) (string, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	d, err := loadDir(ctx, c, dir)
+	if err != nil {
+		return "", err
+	}
+	bp, err := loadSecret(ctx, c, baseRegistryPassword)
+	if err != nil {
+		return "", err
+	}
+	pl, err := engine.Plan(ctx, d, profile, baseImage, registry, resolve, engine.Credential{Username: baseRegistryUsername, Password: bp})
+	if err != nil {
+		return "", err
+	}
+	b, err := json.MarshalIndent(pl, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encoding the plan: %w", err)
+	}
+	return string(b) + "\n", nil
+}
+
+// BuildAll builds every layer in dependency order — the SOE, then httpd and database in parallel, then homepage —
+// pushing each to <registry>/<layer>:build-<run-id>-<profile> and building its children FROM its exact digest.
+// Candidate tags sha-<commit>-<profile> are written only when every layer succeeded.
+// +cache="never"
+func (m *Imagemode) BuildAll(
+	ctx context.Context,
+	// Repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode, or ttl.sh/imagemode-RANDOM to try
+	// the CentOS profiles without an account.
+	registry string,
+	// Containerfiles directory: layers.yaml and one folder per layer.
+	// +defaultPath="/containerfiles"
+	dir *dagger.Directory,
+	// The git checkout the commit is read from when --commit is not given.
+	// +defaultPath="/"
+	// +optional
+	git *dagger.GitRepository,
+	// Base OS profile: rhel-9.6, rhel-10, centos-stream-9, centos-stream-10 (or any name with --base-image).
+	// +default="centos-stream-9"
+	profile string,
+	// Build the root layer on this bootc image instead of the profile's.
+	// +optional
+	baseImage string,
+	// Git commit the images are built from (labels and candidate tags); default: HEAD of the checkout.
+	// +optional
+	commit string,
+	// Id of this run, used in run-scoped tags (default: time and random).
+	// +optional
+	runID string,
+	// Extra build arguments KEY=VALUE for every layer (never secrets: they are recorded in the image).
+	// +optional
+	buildArg []string,
+	// Value of the org.opencontainers.image.source label.
+	// +optional
+	sourceURL string,
+	// Seconds since the epoch used for timestamps in the built layers (reproducible layers); 0: none.
+	// +optional
+	sourceDateEpoch int,
+	// Layers of one level built at once (0: all).
+	// +optional
+	jobs int,
+	// Username for --registry.
+	// +optional
+	registryUsername string,
+	// Password or token for --registry.
+	// +optional
+	registryPassword *dagger.Secret,
+	// Username for the base image's registry (registry.redhat.io for RHEL profiles).
+	// +optional
+	baseRegistryUsername string,
+	// Password or token for the base image's registry.
+	// +optional
+	baseRegistryPassword *dagger.Secret,
+	// RHEL entitlement certificate (/etc/pki/entitlement/<serial>.pem of a registered host); RHEL profiles.
+	// +optional
+	entitlementCert *dagger.Secret,
+	// RHEL entitlement key (/etc/pki/entitlement/<serial>-key.pem); RHEL profiles.
+	// +optional
+	entitlementKey *dagger.Secret,
+	// RHSM CA (/etc/rhsm/ca/redhat-uep.pem); RHEL profiles.
+	// +optional
+	rhsmCa *dagger.Secret,
+	// crypt(3) hash of bootc-user's password (mkpasswd --method=sha-512); default: the account is locked.
+	// +optional
+	passwordHash *dagger.Secret,
+) (*BuildResult, error) {
+	return m.build(ctx, nil, registry, dir, git, profile, baseImage, commit, runID, buildArg, sourceURL, sourceDateEpoch, jobs,
+		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash)
+}
+
+// Build builds one layer and its ancestors (e.g. homepage builds soe, httpd and homepage), like build-all.
+// +cache="never"
+func (m *Imagemode) Build(
+	ctx context.Context,
+	// The layer to build.
+	layer string,
+	// Repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode.
+	registry string,
+	// Containerfiles directory: layers.yaml and one folder per layer.
+	// +defaultPath="/containerfiles"
+	dir *dagger.Directory,
+	// The git checkout the commit is read from when --commit is not given.
+	// +defaultPath="/"
+	// +optional
+	git *dagger.GitRepository,
+	// Base OS profile: rhel-9.6, rhel-10, centos-stream-9, centos-stream-10 (or any name with --base-image).
+	// +default="centos-stream-9"
+	profile string,
+	// Build the root layer on this bootc image instead of the profile's.
+	// +optional
+	baseImage string,
+	// Git commit the images are built from; default: HEAD of the checkout.
+	// +optional
+	commit string,
+	// Id of this run, used in run-scoped tags (default: time and random).
+	// +optional
+	runID string,
+	// Extra build arguments KEY=VALUE for every layer.
+	// +optional
+	buildArg []string,
+	// Username for --registry.
+	// +optional
+	registryUsername string,
+	// Password or token for --registry.
+	// +optional
+	registryPassword *dagger.Secret,
+	// Username for the base image's registry.
+	// +optional
+	baseRegistryUsername string,
+	// Password or token for the base image's registry.
+	// +optional
+	baseRegistryPassword *dagger.Secret,
+	// RHEL entitlement certificate; RHEL profiles.
+	// +optional
+	entitlementCert *dagger.Secret,
+	// RHEL entitlement key; RHEL profiles.
+	// +optional
+	entitlementKey *dagger.Secret,
+	// RHSM CA; RHEL profiles.
+	// +optional
+	rhsmCa *dagger.Secret,
+	// crypt(3) hash of bootc-user's password; default: the account is locked.
+	// +optional
+	passwordHash *dagger.Secret,
+) (*BuildResult, error) {
+	return m.build(ctx, []string{layer}, registry, dir, git, profile, baseImage, commit, runID, buildArg, "", 0, 0,
+		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash)
+}
+
+func (m *Imagemode) build(ctx context.Context, only []string, registry string, dir *dagger.Directory, git *dagger.GitRepository,
+	profile, baseImage, commit, runID string, buildArg []string, sourceURL string, sourceDateEpoch, jobs int,
+	registryUsername string, registryPassword *dagger.Secret, baseRegistryUsername string, baseRegistryPassword *dagger.Secret,
+	entitlementCert, entitlementKey, rhsmCa, passwordHash *dagger.Secret,
+) (*BuildResult, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	in := engine.BuildInput{
+		Registry: registry, Profile: profile, BaseImage: baseImage, Commit: commit, RunID: runID,
+		Layers: only, BuildArgs: buildArg, SourceURL: sourceURL, SourceDateEpoch: int64(sourceDateEpoch), Jobs: jobs,
+	}
+	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
+		return nil, err
+	}
+	if in.Git, err = loadGit(ctx, c, git); err != nil {
+		return nil, err
+	}
+	secrets := []struct {
+		dst *(*lib.Secret)
+		src *dagger.Secret
+	}{
+		{&in.RegistryAuth.Password, registryPassword},
+		{&in.BaseRegistryAuth.Password, baseRegistryPassword},
+		{&in.EntitlementCert, entitlementCert},
+		{&in.EntitlementKey, entitlementKey},
+		{&in.RHSMCA, rhsmCa},
+		{&in.PasswordHash, passwordHash},
+	}
+	for _, s := range secrets {
+		if *s.dst, err = loadSecret(ctx, c, s.src); err != nil {
+			return nil, err
+		}
+	}
+	in.RegistryAuth.Username, in.BaseRegistryAuth.Username = registryUsername, baseRegistryUsername
+	rep, err := engine.BuildAll(ctx, c, in, os.Stderr)
+	if err != nil {
+		if rep != nil {
+			return nil, fmt.Errorf("%w\n\n%s", err, rep.Table())
+		}
+		return nil, err
+	}
+	return result(rep)
+}
+
+func result(rep *report.Report) (*BuildResult, error) {
+	b, err := rep.JSON()
+	if err != nil {
+		return nil, err
+	}
+	return &BuildResult{Report: string(b), Table: rep.Table()}, nil
+}
