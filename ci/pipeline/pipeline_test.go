@@ -317,3 +317,35 @@ func TestPlanLevels(t *testing.T) {
 		t.Errorf("plan = %+v", pl)
 	}
 }
+
+func TestExtraBuildArgsLabelsAndEpoch(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.BuildArgs = map[string]string{"HTTP_PROXY_HOST": "proxy.example.com"}
+	f.cfg.SourceURL = "https://github.com/acme/imagemode"
+	f.cfg.SourceDateEpoch = 1764000000
+	if _, err := f.p.BuildAll(t.Context(), f.cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, layer := range []string{"soe", "httpd", "database", "homepage"} {
+		req, ok := f.fb.request(layer)
+		if !ok {
+			t.Fatalf("%s not built", layer)
+		}
+		if req.BuildArgs["HTTP_PROXY_HOST"] != "proxy.example.com" || req.BuildArgs["BASE_IMAGE"] == "" {
+			t.Errorf("%s build args = %v", layer, req.BuildArgs)
+		}
+		if req.Labels[LabelSource] != f.cfg.SourceURL {
+			t.Errorf("%s source label = %q", layer, req.Labels[LabelSource])
+		}
+		if req.SourceDateEpoch != 1764000000 {
+			t.Errorf("%s epoch = %d", layer, req.SourceDateEpoch)
+		}
+		if req.Target != f.cfg.Registry+"/"+layer+":build-r1-centos-stream-9" {
+			t.Errorf("%s target = %q", layer, req.Target)
+		}
+	}
+	soe, _ := f.fb.request("soe")
+	if _, ok := soe.Labels[LabelParent]; ok {
+		t.Errorf("the root layer has a parent label: %v", soe.Labels)
+	}
+}
