@@ -99,7 +99,7 @@ func (g *Graph) Ancestors(name string) ([]string, error) {
 	}
 	chain := []string{l.Name}
 	for l.Parent != "" {
-		l, _ = g.Layer(l.Parent)
+		l = g.layers[g.byName[l.Parent]] // validated: every parent exists
 		chain = append([]string{l.Name}, chain...)
 	}
 	return chain, nil
