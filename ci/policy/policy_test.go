@@ -1,0 +1,149 @@
+package policy
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(p, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test -update once)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// testKey is a fixed public key (testdata/key.pub) so that golden files are stable.
+var testKey = func() string {
+	b, err := os.ReadFile("testdata/key.pub")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
+
+func cfg() Config {
+	return Config{PublicKey: []byte(testKey), Namespaces: []string{"ghcr.io/acme/imagemode", "registry.example.com/releases/imagemode", "ghcr.io/acme/imagemode/"}}
+}
+
+func TestMergeKeepsRHELEntries(t *testing.T) {
+	base, err := os.ReadFile("testdata/rhel-base-policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Merge(base, cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "rhel-merged-policy.json.golden", out)
+
+	var doc struct {
+		Default    []map[string]any                       `json:"default"`
+		Transports map[string]map[string][]map[string]any `json:"transports"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	docker := doc.Transports["docker"]
+	if docker["registry.redhat.io"][0]["type"] != "signedBy" || docker["registry.access.redhat.com"][0]["type"] != "signedBy" {
+		t.Errorf("Red Hat's GPG entries were dropped: %v", docker)
+	}
+	for _, ns := range []string{"ghcr.io/acme/imagemode", "registry.example.com/releases/imagemode"} {
+		r := docker[ns]
+		if len(r) != 1 || r[0]["type"] != "sigstoreSigned" || r[0]["keyPath"] != KeyPath {
+			t.Errorf("%s requirement = %v", ns, r)
+		}
+		if id, _ := r[0]["signedIdentity"].(map[string]any); id["type"] != "matchRepository" {
+			t.Errorf("%s identity = %v", ns, r[0]["signedIdentity"])
+		}
+	}
+	if doc.Default[0]["type"] != "insecureAcceptAnything" || doc.Transports["docker-daemon"] == nil {
+		t.Errorf("default or docker-daemon changed: %s", out)
+	}
+	again, err := Merge(base, cfg())
+	if err != nil || string(again) != string(out) {
+		t.Errorf("Merge is not deterministic")
+	}
+}
+
+func TestMergeWithoutBasePolicy(t *testing.T) {
+	out, err := Merge(nil, Config{PublicKey: []byte(testKey), Namespaces: []string{"127.0.0.1:5000/it"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "empty-base-policy.json.golden", out)
+}
+
+func TestRegistriesDAndFiles(t *testing.T) {
+	golden(t, "registries.d.yaml.golden", RegistriesD(cfg()))
+	c := cfg()
+	files, err := Files(nil, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"imagemode-trust/etc/containers/policy.json", "imagemode-trust/etc/containers/registries.d/imagemode.yaml",
+		"imagemode-trust/etc/pki/containers/imagemode.pub", "imagemode-trust/usr/share/imagemode/trust.txt"} {
+		if _, ok := files[p]; !ok {
+			t.Errorf("missing %s", p)
+		}
+	}
+	if !strings.Contains(string(files["imagemode-trust/usr/share/imagemode/trust.txt"]), Fingerprint([]byte(testKey))) {
+		t.Errorf("trust note lacks the key fingerprint")
+	}
+	none, err := Files(nil, nil)
+	if err != nil || len(none) != 1 || !strings.Contains(string(none["imagemode-trust/usr/share/imagemode/trust.txt"]), "no signature policy") {
+		t.Errorf("Files without a key = %v, %v", none, err)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	_, pub, err := generated()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		c    Config
+		want string
+	}{
+		{Config{PublicKey: pub}, "give at least one repository prefix"},
+		{Config{PublicKey: pub, Namespaces: []string{"imagemode"}}, `--trusted-namespace "imagemode"`},
+		{Config{PublicKey: pub, Namespaces: []string{"ghcr.io/acme/im:latest"}}, `--trusted-namespace "ghcr.io/acme/im:latest"`},
+		{Config{PublicKey: pub, Namespaces: []string{"*.example.com/x"}}, "no tag, digest or wildcard"},
+		{Config{PublicKey: []byte("nope"), Namespaces: []string{"ghcr.io/acme"}}, "not a PEM public key"},
+	}
+	for _, tc := range cases {
+		if err := tc.c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%v) = %v, want %q", tc.c.Namespaces, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"{", `{"transports":{}}`, `{"default":[],"transports":[]}`} {
+		if _, err := Merge([]byte(bad), Config{PublicKey: pub, Namespaces: []string{"ghcr.io/acme"}}); err == nil {
+			t.Errorf("Merge accepted base %q", bad)
+		}
+	}
+}
+
+func generated() ([]byte, []byte, error) {
+	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("x"), nil })
+	if err != nil {
+		return nil, nil, err
+	}
+	return kb.PrivateBytes, kb.PublicBytes, nil
+}
