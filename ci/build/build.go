@@ -83,3 +83,10 @@ func SortedKeys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// FileReader is implemented by builders that can read a file of an image they would pull anyway (the Dagger
+// engine reads the base image's policy.json from its own cache). The pipeline falls back to the registry.
+type FileReader interface {
+	// ReadImageFile returns the file at path in the image ref, or (nil, nil) when the image has none.
+	ReadImageFile(ctx context.Context, ref, path string) ([]byte, error)
+}

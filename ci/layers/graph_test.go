@@ -160,3 +160,19 @@ func TestAncestorsDescendantsSubgraph(t *testing.T) {
 		t.Errorf("subgraph without parents: %v", err)
 	}
 }
+
+func TestCopiesFrom(t *testing.T) {
+	yes := "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY imagemode-trust/ /\nRUN bootc container lint\n"
+	no := "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY files/ /\nRUN bootc container lint\n"
+	other := "FROM x AS b\nCOPY imagemode-trust/ /t\nFROM y\nCOPY --from=b /t /\n"
+	if !CopiesFrom([]byte(yes), "imagemode-trust") || CopiesFrom([]byte(no), "imagemode-trust") || CopiesFrom([]byte(other), "imagemode-trust") {
+		t.Error("CopiesFrom misjudged a Containerfile")
+	}
+	data, err := os.ReadFile("../../containerfiles/soe/Containerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !CopiesFrom(data, "imagemode-trust") {
+		t.Error("the product SOE does not copy imagemode-trust/")
+	}
+}

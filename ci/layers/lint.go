@@ -216,3 +216,35 @@ func lineOf(err error) int {
 	}
 	return 0
 }
+
+// CopiesFrom reports whether the final stage of a Containerfile has a COPY or ADD whose source is the context
+// folder src (e.g. "imagemode-trust"), as the root layer must for the pipeline's generated files to land.
+func CopiesFrom(data []byte, src string) bool {
+	res, err := parser.Parse(bytes.NewReader(data))
+	if err != nil {
+		return false
+	}
+	stages, _, err := instructions.Parse(res.AST, nil)
+	if err != nil || len(stages) == 0 {
+		return false
+	}
+	want := strings.Trim(path.Clean(src), "/")
+	for _, c := range stages[len(stages)-1].Commands {
+		var sources []string
+		switch c := c.(type) {
+		case *instructions.CopyCommand:
+			if c.From != "" {
+				continue
+			}
+			sources = c.SourcePaths
+		case *instructions.AddCommand:
+			sources = c.SourcePaths
+		}
+		for _, s := range sources {
+			if strings.Trim(path.Clean(s), "/") == want {
+				return true
+			}
+		}
+	}
+	return false
+}

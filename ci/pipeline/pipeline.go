@@ -20,6 +20,7 @@ import (
 	"github.com/imagemode/imagemode/ci/build"
 	"github.com/imagemode/imagemode/ci/buildctx"
 	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/policy"
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
@@ -67,6 +68,9 @@ type Config struct {
 	SourceURL string
 	// ExtraFiles are generated files added to a layer's build context (layer → path → content).
 	ExtraFiles map[string]map[string][]byte
+	// Trust, when set, makes the root layer ship a host signature policy for these namespaces and this key
+	// (ci/policy); without it the root layer gets a note saying no policy is installed.
+	Trust *policy.Config
 }
 
 // Pipeline runs builds.
@@ -278,6 +282,9 @@ func (p *Pipeline) BuildAll(ctx context.Context, cfg Config) (*report.Report, er
 	rep := &report.Report{Version: report.Version, RunID: cfg.RunID, Commit: cfg.Commit, Registry: pl.Registry,
 		Profile: cfg.Profile.Name, ProfileMajor: cfg.Profile.Major, BaseImage: pl.BaseImage, BaseDigest: pl.BaseDigest, Started: start.UTC()}
 	p.logf("profile %s: base %s resolved to %s", cfg.Profile.Name, pl.BaseImage, pl.BaseDigest)
+	if cfg, err = p.injectTrust(ctx, cfg, pl, g); err != nil {
+		return nil, err
+	}
 	p.logf("building %d layer(s) in %d level(s): %s", countLayers(pl), len(pl.Levels), levelsString(pl.Names()))
 
 	var mu sync.Mutex
@@ -329,6 +336,64 @@ func (p *Pipeline) BuildAll(ctx context.Context, cfg Config) (*report.Report, er
 	rep.Candidates = true
 	p.logf("candidate tag %s written for %d layer(s)", candidate, len(done))
 	return finish(nil)
+}
+
+// injectTrust adds the host trust files to the build context of every root layer.
+func (p *Pipeline) injectTrust(ctx context.Context, cfg Config, pl *Plan, g *layers.Graph) (Config, error) {
+	var basePolicy []byte
+	if cfg.Trust != nil {
+		if err := cfg.Trust.Validate(); err != nil {
+			return cfg, err
+		}
+		r, err := registry.ParseRef(pl.BaseImage)
+		if err != nil {
+			return cfg, err
+		}
+		baseRef := registry.DigestRef(r.Context().Name(), pl.BaseDigest)
+		if fr, ok := p.builder.(build.FileReader); ok {
+			basePolicy, err = fr.ReadImageFile(ctx, baseRef, policy.PolicyPath)
+		} else {
+			basePolicy, err = p.reg.ReadFile(ctx, baseRef, policy.PolicyPath)
+		}
+		if err != nil {
+			return cfg, fmt.Errorf("reading the base image's %s: %w", policy.PolicyPath, err)
+		}
+	}
+	files, err := policy.Files(basePolicy, cfg.Trust)
+	if err != nil {
+		return cfg, err
+	}
+	extra := map[string]map[string][]byte{}
+	for k, v := range cfg.ExtraFiles {
+		extra[k] = v
+	}
+	for _, l := range g.Layers() {
+		if l.Parent != "" {
+			continue
+		}
+		if cfg.Trust != nil {
+			cf := path.Join(cfg.Dir, l.ContainerfilePath())
+			data, err := fs.ReadFile(cfg.Source, cf)
+			if err != nil {
+				return cfg, fmt.Errorf("reading %q: %w", cf, err)
+			}
+			if !layers.CopiesFrom(data, policy.ContextDir) {
+				return cfg, fmt.Errorf("%s: the root layer must `COPY %s/ /` to install the host trust policy (--trust-key was given)",
+					path.Join(cfg.DisplayDir, l.ContainerfilePath()), policy.ContextDir)
+			}
+			p.logf("%s: installing the signature policy for %s", l.Name, strings.Join(cfg.Trust.Namespaces, ", "))
+		}
+		merged := map[string][]byte{}
+		for k, v := range extra[l.Name] {
+			merged[k] = v
+		}
+		for k, v := range files {
+			merged[k] = v
+		}
+		extra[l.Name] = merged
+	}
+	cfg.ExtraFiles = extra
+	return cfg, nil
 }
 
 func (p *Pipeline) buildLayer(ctx context.Context, cfg Config, pl *Plan, layer layers.Layer, level int, parent report.Layer) (report.Layer, error) {

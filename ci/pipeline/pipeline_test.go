@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -14,11 +16,14 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/imagemode/imagemode/ci/build"
+	"github.com/imagemode/imagemode/ci/policy"
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
@@ -348,4 +353,93 @@ func TestExtraBuildArgsLabelsAndEpoch(t *testing.T) {
 	if _, ok := soe.Labels[LabelParent]; ok {
 		t.Errorf("the root layer has a parent label: %v", soe.Labels)
 	}
+}
+
+func TestTrustPolicyInjectedIntoRootLayer(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t)
+	// A base image that ships a policy.json with Red Hat's GPG entry.
+	basePolicy := `{"default":[{"type":"insecureAcceptAnything"}],"transports":{"docker":{"registry.redhat.io":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"/etc/pki/rpm-gpg/RPM-GPG-KEY-redhat-release"}]}}}`
+	base := f.host + "/upstream/rhel-bootc:9.6"
+	if _, err := pushWithFile(ctx, base, "etc/containers/policy.json", basePolicy); err != nil {
+		t.Fatal(err)
+	}
+	f.cfg.Profile.BaseImage = base
+	pub, err := os.ReadFile("../policy/testdata/key.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg.Trust = &policy.Config{PublicKey: pub, Namespaces: []string{f.cfg.Registry}}
+	if _, err := f.p.BuildAll(ctx, f.cfg); err != nil {
+		t.Fatal(err)
+	}
+	soe, _ := f.fb.request("soe")
+	pol := string(soe.ExtraFiles["imagemode-trust/etc/containers/policy.json"])
+	for _, want := range []string{`"registry.redhat.io"`, `"signedBy"`, `"` + f.cfg.Registry + `"`, `"sigstoreSigned"`, `"matchRepository"`} {
+		if !strings.Contains(pol, want) {
+			t.Errorf("injected policy lacks %s:\n%s", want, pol)
+		}
+	}
+	if string(soe.ExtraFiles["imagemode-trust/etc/pki/containers/imagemode.pub"]) != strings.TrimSpace(string(pub))+"\n" {
+		t.Errorf("key not injected")
+	}
+	httpd, _ := f.fb.request("httpd")
+	if len(httpd.ExtraFiles) != 0 {
+		t.Errorf("a child layer got generated files: %v", httpd.ExtraFiles)
+	}
+
+	// Without --trust-key: only the note.
+	f2 := newFixture(t)
+	if _, err := f2.p.BuildAll(ctx, f2.cfg); err != nil {
+		t.Fatal(err)
+	}
+	soe, _ = f2.fb.request("soe")
+	if len(soe.ExtraFiles) != 1 || !strings.Contains(string(soe.ExtraFiles["imagemode-trust/usr/share/imagemode/trust.txt"]), "no signature policy") {
+		t.Errorf("extra files without trust: %v", soe.ExtraFiles)
+	}
+
+	// A root layer that does not copy the folder is refused before anything is built.
+	f3 := newFixture(t)
+	f3.cfg.Source = os.DirFS("../layers/testdata/homepage-from-soe")
+	f3.cfg.DisplayDir = "hp"
+	f3.cfg.Trust = &policy.Config{PublicKey: pub, Namespaces: []string{f3.cfg.Registry}}
+	_, err = f3.p.BuildAll(ctx, f3.cfg)
+	if err == nil || !strings.Contains(err.Error(), "hp/soe/Containerfile: the root layer must `COPY imagemode-trust/ /`") {
+		t.Errorf("error = %v", err)
+	}
+	if len(f3.fb.reqs) != 0 {
+		t.Errorf("built %d layers", len(f3.fb.reqs))
+	}
+}
+
+func pushWithFile(ctx context.Context, ref, path, content string) (string, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: path, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+		return "", err
+	}
+	if _, err := tw.Write([]byte(content)); err != nil {
+		return "", err
+	}
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	data := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		return "", err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return "", err
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(r, img, remote.WithContext(ctx)); err != nil {
+		return "", err
+	}
+	d, err := img.Digest()
+	return d.String(), err
 }

@@ -4,9 +4,11 @@
 package registry
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -282,4 +284,67 @@ func SplitDigestRef(ref string) (repo, digest string, err error) {
 		return "", "", fmt.Errorf("parsing digest reference %q: %w", ref, err)
 	}
 	return d.Context().Name(), d.DigestStr(), nil
+}
+
+// ReadFile returns the content of path (e.g. "etc/containers/policy.json") in the image ref as it would appear in
+// the image's root filesystem, reading layers from the top down and stopping at the first layer that holds or
+// deletes it. A file the image does not have is (nil, nil).
+func (c *Client) ReadFile(ctx context.Context, ref, path string) ([]byte, error) {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %q: %w", ref, err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("reading the layers of %q: %w", ref, err)
+	}
+	want := strings.TrimPrefix(path, "/")
+	dir, base := "", want
+	if i := strings.LastIndex(want, "/"); i >= 0 {
+		dir, base = want[:i+1], want[i+1:]
+	}
+	for i := len(layers) - 1; i >= 0; i-- {
+		data, found, err := scanLayer(layers[i], want, dir+".wh."+base)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s from %q: %w", path, ref, err)
+		}
+		if found {
+			return data, nil
+		}
+	}
+	return nil, nil
+}
+
+// scanLayer looks for name (or its whiteout) in one layer; a whiteout returns (nil, true).
+func scanLayer(l v1.Layer, name, whiteout string) ([]byte, bool, error) {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, false, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		n := strings.TrimPrefix(strings.TrimPrefix(h.Name, "./"), "/")
+		switch n {
+		case whiteout:
+			return nil, true, nil
+		case name:
+			if h.Typeflag != tar.TypeReg {
+				return nil, false, fmt.Errorf("%s is not a regular file in the image", name)
+			}
+			data, err := io.ReadAll(io.LimitReader(tr, 16<<20))
+			return data, true, err
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"archive/tar"
+	"bytes"
 	"io"
 	"log"
 	"net/http"
@@ -14,9 +16,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // counting wraps the in-process registry and counts blob uploads and manifest writes.
@@ -252,4 +256,68 @@ func httpProxyTo(t *testing.T, host string) http.Handler {
 			}
 		}
 	})
+}
+
+func tarLayer(t *testing.T, files map[string]string) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for n, c := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(c)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestReadFileTopDown(t *testing.T) {
+	ctx := t.Context()
+	_, host := startRegistry(t)
+	c := New(WithRetry(Retry{Steps: 1}))
+	push := func(tag string, layers ...v1.Layer) string {
+		img, err := mutate.AppendLayers(empty.Image, layers...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := host + "/base/img:" + tag
+		r, _ := name.ParseReference(ref)
+		if err := remote.Write(r, img, remote.WithContext(ctx)); err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	l1 := tarLayer(t, map[string]string{"./etc/containers/policy.json": "v1", "./etc/os-release": "x"})
+	l2 := tarLayer(t, map[string]string{"etc/containers/policy.json": "v2"})
+	del := tarLayer(t, map[string]string{"etc/containers/.wh.policy.json": ""})
+	other := tarLayer(t, map[string]string{"usr/bin/tool": "t"})
+
+	cases := []struct {
+		ref  string
+		want []byte
+	}{
+		{push("override", l1, l2, other), []byte("v2")},
+		{push("base", l1, other), []byte("v1")},
+		{push("deleted", l1, del), nil},
+		{push("absent", other), nil},
+	}
+	for _, tc := range cases {
+		got, err := c.ReadFile(ctx, tc.ref, "/etc/containers/policy.json")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.ref, err)
+		}
+		if !bytes.Equal(got, tc.want) {
+			t.Errorf("%s: got %q, want %q", tc.ref, got, tc.want)
+		}
+	}
 }

@@ -129,3 +129,25 @@ func (b *Builder) Build(ctx context.Context, req build.Request) (build.Result, e
 	repo := req.Target[:strings.LastIndex(req.Target, ":")]
 	return build.Result{Digest: digest, Ref: repo + "@" + digest}, nil
 }
+
+// ReadImageFile implements build.FileReader: the engine pulls the image (it will for the build anyway) and reads
+// one file of it.
+func (b *Builder) ReadImageFile(ctx context.Context, ref, path string) ([]byte, error) {
+	ctr := b.client.Container(dagger.ContainerOpts{Platform: "linux/amd64"})
+	for _, a := range b.auth {
+		ctr = ctr.WithRegistryAuth(a.Host, a.Username, a.Secret)
+	}
+	ctr = ctr.From(ref)
+	ok, err := ctr.Exists(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("looking for %s in %q: %w", path, ref, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	s, err := ctr.File(path).Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s from %q: %w", path, ref, err)
+	}
+	return []byte(s), nil
+}
