@@ -348,3 +348,64 @@ func scanLayer(l v1.Layer, name, whiteout string) ([]byte, bool, error) {
 		}
 	}
 }
+
+// Copy copies the manifest srcDigestRef (repository@sha256:...) and its blobs to dstRepo under the same digest.
+// Inside one registry go-containerregistry mounts blobs across repositories instead of uploading them.
+func (c *Client) Copy(ctx context.Context, srcDigestRef, dstRepo string) error {
+	s, err := name.NewDigest(srcDigestRef)
+	if err != nil {
+		return fmt.Errorf("parsing %q: %w", srcDigestRef, err)
+	}
+	d, err := name.NewDigest(dstRepo + "@" + s.DigestStr())
+	if err != nil {
+		return fmt.Errorf("parsing %q: %w", dstRepo, err)
+	}
+	desc, err := remote.Get(s, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return fmt.Errorf("reading %q: %w", srcDigestRef, err)
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return fmt.Errorf("reading the index %q: %w", srcDigestRef, err)
+		}
+		if err := remote.WriteIndex(d, idx, c.RemoteOptions(ctx)...); err != nil {
+			return fmt.Errorf("copying %q to %q: %w", srcDigestRef, dstRepo, err)
+		}
+		return nil
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return fmt.Errorf("reading the image %q: %w", srcDigestRef, err)
+	}
+	if err := remote.Write(d, img, c.RemoteOptions(ctx)...); err != nil {
+		return fmt.Errorf("copying %q to %q: %w", srcDigestRef, dstRepo, err)
+	}
+	return nil
+}
+
+// AttachmentTag is cosign's tag for an attachment of a digest: sha256-<hex>.<suffix> (sig, att).
+func AttachmentTag(digest, suffix string) string {
+	return strings.Replace(digest, ":", "-", 1) + "." + suffix
+}
+
+// CopyAttachment copies the cosign attachment (suffix "sig" or "att") of srcDigestRef to dstRepo, if it has one.
+func (c *Client) CopyAttachment(ctx context.Context, srcDigestRef, dstRepo, suffix string) error {
+	repo, digest, err := SplitDigestRef(srcDigestRef)
+	if err != nil {
+		return err
+	}
+	tag := AttachmentTag(digest, suffix)
+	ok, err := c.Exists(ctx, repo+":"+tag)
+	if err != nil || !ok {
+		return err
+	}
+	d, err := c.Digest(ctx, repo+":"+tag)
+	if err != nil {
+		return err
+	}
+	if err := c.Copy(ctx, repo+"@"+d, dstRepo); err != nil {
+		return err
+	}
+	return c.Tag(ctx, dstRepo+"@"+d, tag)
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/imagemode/imagemode/ci/build/buildah"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/policy"
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
@@ -216,6 +217,8 @@ type buildFlags struct {
 	containersConf  string
 	buildahRoot     string
 	buildahRunRoot  string
+	trustKey        string
+	trustedNS       multiFlag
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
@@ -237,6 +240,31 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.containersConf, "containers-conf", os.Getenv("CONTAINERS_CONF"), "containers.conf for buildah (e.g. runtime runc and lower default ulimits)")
 	fs.StringVar(&b.buildahRoot, "buildah-root", "", "buildah storage root (default: buildah's own)")
 	fs.StringVar(&b.buildahRunRoot, "buildah-runroot", "", "buildah run root (default: buildah's own)")
+	fs.StringVar(&b.trustKey, "trust-key", "", "cosign public key the SOE's hosts require on images from --trusted-namespace (installs /etc/containers/policy.json)")
+	fs.Var(&b.trustedNS, "trusted-namespace", "repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry)")
+}
+
+// trust returns the host trust configuration, or nil without --trust-key.
+func (b *buildFlags) trust() (*policy.Config, error) {
+	if b.trustKey == "" {
+		if len(b.trustedNS) > 0 {
+			return nil, &usageError{msg: "--trusted-namespace needs --trust-key"}
+		}
+		return nil, nil
+	}
+	pub, err := os.ReadFile(b.trustKey)
+	if err != nil {
+		return nil, &usageError{msg: fmt.Sprintf("--trust-key: %v", err)}
+	}
+	ns := []string(b.trustedNS)
+	if len(ns) == 0 {
+		ns = []string{b.registry}
+	}
+	c := &policy.Config{PublicKey: pub, Namespaces: ns}
+	if err := c.Validate(); err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	return c, nil
 }
 
 func runBuildAll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -286,6 +314,9 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 	cfg.RunID = b.runID
 	if cfg.RunID == "" {
 		cfg.RunID = tags.NewRunID(time.Now())
+	}
+	if cfg.Trust, err = b.trust(); err != nil {
+		return err
 	}
 	cfg.BuildArgs = map[string]string{}
 	for _, kv := range b.buildArgs {

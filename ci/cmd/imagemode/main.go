@@ -28,6 +28,11 @@ func verbs() []verb {
 		{"lint", "check the layer graph and every Containerfile", runLint},
 		{"build-all", "build every layer in dependency order, push each by digest, then write candidate tags", runBuildAll},
 		{"build", "build one layer and its ancestors (--layer)", runBuild},
+		{"sign", "sign images by digest with a cosign key (sha256-<digest>.sig, what bootc verifies)", runSign},
+		{"verify", "verify images' signatures by digest and repository", runVerify},
+		{"attest", "attach a signed in-toto attestation to images by digest", runAttest},
+		{"verify-attestation", "verify images' attestations and print their predicates", runVerifyAttestation},
+		{"generate-key", "make a cosign key pair for signing", runGenerateKey},
 	}
 }
 

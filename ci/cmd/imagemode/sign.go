@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/signing"
+)
+
+// keyFlags select the signing key (private, for sign/attest) or the public key (verify).
+type keyFlags struct {
+	key      string
+	passFile string
+	pubKey   string
+}
+
+func (k *keyFlags) registerPrivate(fs *flag.FlagSet) {
+	fs.StringVar(&k.key, "key", "", "cosign private key file (required)")
+	fs.StringVar(&k.passFile, "key-password-file", "", "file holding the key's password (default: $IMAGEMODE_KEY_PASSWORD, else $COSIGN_PASSWORD)")
+}
+
+func (k *keyFlags) registerPublic(fs *flag.FlagSet) {
+	fs.StringVar(&k.pubKey, "public-key", "", "cosign public key file (required)")
+}
+
+func (k *keyFlags) signer(reg *registry.Client) (*signing.KeySigner, error) {
+	if k.key == "" {
+		return nil, &usageError{msg: "--key is required: the cosign private key (make one with `imagemode generate-key`)"}
+	}
+	pem, err := os.ReadFile(k.key)
+	if err != nil {
+		return nil, fmt.Errorf("--key: %w", err)
+	}
+	pass, err := secretFrom(k.passFile, "IMAGEMODE_KEY_PASSWORD")
+	if err != nil {
+		return nil, fmt.Errorf("--key-password-file: %w", err)
+	}
+	if pass == "" && k.passFile == "" {
+		pass = os.Getenv("COSIGN_PASSWORD")
+	}
+	return signing.NewKeySigner(pem, []byte(pass), reg)
+}
+
+func (k *keyFlags) verifier(reg *registry.Client) (*signing.KeyVerifier, error) {
+	if k.pubKey == "" {
+		return nil, &usageError{msg: "--public-key is required"}
+	}
+	pem, err := os.ReadFile(k.pubKey)
+	if err != nil {
+		return nil, fmt.Errorf("--public-key: %w", err)
+	}
+	return signing.NewKeyVerifier(pem, reg)
+}
+
+// imageFlags name the images a verb works on: --image (repeatable) and/or every layer of --from-report.
+type imageFlags struct {
+	images     multiFlag
+	fromReport string
+}
+
+func (i *imageFlags) register(fs *flag.FlagSet) {
+	fs.Var(&i.images, "image", "image by digest, repository@sha256:... (repeatable)")
+	fs.StringVar(&i.fromReport, "from-report", "", "every layer of this build report (JSON from build-all --report)")
+}
+
+// refs returns digest references; tags are refused so that what is signed or checked is exactly what was built.
+func (i *imageFlags) refs() ([]string, error) {
+	var out []string
+	if i.fromReport != "" {
+		data, err := os.ReadFile(i.fromReport)
+		if err != nil {
+			return nil, fmt.Errorf("--from-report: %w", err)
+		}
+		rep, err := report.Parse(data)
+		if err != nil {
+			return nil, fmt.Errorf("--from-report %q: %w", i.fromReport, err)
+		}
+		for _, l := range rep.Layers {
+			out = append(out, l.Ref)
+		}
+	}
+	for _, img := range i.images {
+		if _, _, err := registry.SplitDigestRef(img); err != nil {
+			return nil, &usageError{msg: fmt.Sprintf("--image %q: give a digest reference (repository@sha256:...); signatures are made for digests, never tags", img)}
+		}
+		out = append(out, img)
+	}
+	if len(out) == 0 {
+		return nil, &usageError{msg: "no image: pass --image REPOSITORY@sha256:... or --from-report FILE"}
+	}
+	return out, nil
+}
+
+func runSign(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("sign", "Sign images by digest with a cosign key, in the sha256-<digest>.sig format podman, skopeo and bootc verify.\nNo transparency-log upload.", stderr)
+	var k keyFlags
+	var im imageFlags
+	var rf registryFlags
+	k.registerPrivate(fs)
+	im.register(fs)
+	rf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	refs, err := im.refs()
+	if err != nil {
+		return err
+	}
+	reg, err := rf.pushClient(refs[0])
+	if err != nil {
+		return err
+	}
+	s, err := k.signer(reg)
+	if err != nil {
+		return err
+	}
+	for _, ref := range refs {
+		if err := s.Sign(ctx, ref); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "signed %s\n", ref)
+	}
+	return nil
+}
+
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("verify", "Verify that images carry a signature by the key, made for that digest in that repository.", stderr)
+	var k keyFlags
+	var im imageFlags
+	var rf registryFlags
+	k.registerPublic(fs)
+	im.register(fs)
+	rf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	refs, err := im.refs()
+	if err != nil {
+		return err
+	}
+	reg, err := rf.pushClient(refs[0])
+	if err != nil {
+		return err
+	}
+	v, err := k.verifier(reg)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, ref := range refs {
+		if err := v.Verify(ctx, ref); err != nil {
+			fmt.Fprintf(stdout, "FAIL %s: %v\n", ref, err)
+			failed = append(failed, ref)
+			continue
+		}
+		fmt.Fprintf(stdout, "OK   %s\n", ref)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d image(s) not verified: %s", len(failed), len(refs), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func runAttest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("attest", "Attach a signed in-toto attestation (the predicate: a JSON file) to images by digest.", stderr)
+	var k keyFlags
+	var im imageFlags
+	var rf registryFlags
+	k.registerPrivate(fs)
+	im.register(fs)
+	rf.register(fs)
+	predicate := fs.String("predicate", "", "JSON file holding the predicate (required)")
+	ptype := fs.String("type", signing.PredicateSmoke, "predicate type URI")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *predicate == "" {
+		return &usageError{msg: "--predicate is required"}
+	}
+	data, err := os.ReadFile(*predicate)
+	if err != nil {
+		return fmt.Errorf("--predicate: %w", err)
+	}
+	refs, err := im.refs()
+	if err != nil {
+		return err
+	}
+	reg, err := rf.pushClient(refs[0])
+	if err != nil {
+		return err
+	}
+	s, err := k.signer(reg)
+	if err != nil {
+		return err
+	}
+	for _, ref := range refs {
+		if err := s.Attest(ctx, ref, *ptype, data); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "attested %s (%s)\n", ref, *ptype)
+	}
+	return nil
+}
+
+func runVerifyAttestation(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("verify-attestation", "Verify images' attestations of a predicate type signed by the key; prints the predicates.", stderr)
+	var k keyFlags
+	var im imageFlags
+	var rf registryFlags
+	k.registerPublic(fs)
+	im.register(fs)
+	rf.register(fs)
+	ptype := fs.String("type", signing.PredicateSmoke, "predicate type URI")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	refs, err := im.refs()
+	if err != nil {
+		return err
+	}
+	reg, err := rf.pushClient(refs[0])
+	if err != nil {
+		return err
+	}
+	v, err := k.verifier(reg)
+	if err != nil {
+		return err
+	}
+	for _, ref := range refs {
+		sts, err := v.Attestations(ctx, ref, *ptype)
+		if err != nil {
+			return err
+		}
+		for _, st := range sts {
+			fmt.Fprintf(stdout, "%s %s\n", ref, st.Predicate)
+		}
+	}
+	return nil
+}
+
+func runGenerateKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("generate-key", "Make a cosign key pair: PREFIX.key (encrypted with the password) and PREFIX.pub.", stderr)
+	prefix := fs.String("output-prefix", "imagemode", "file name prefix")
+	passFile := fs.String("key-password-file", "", "file holding the password (default: $IMAGEMODE_KEY_PASSWORD)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	pass, err := secretFrom(*passFile, "IMAGEMODE_KEY_PASSWORD")
+	if err != nil {
+		return err
+	}
+	if pass == "" {
+		return &usageError{msg: "a password is required: --key-password-file or $IMAGEMODE_KEY_PASSWORD"}
+	}
+	priv, pub, err := signing.GenerateKeyPair([]byte(pass))
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{{*prefix + ".key", priv, 0o600}, {*prefix + ".pub", pub, 0o644}} {
+		if _, err := os.Stat(f.path); err == nil {
+			return fmt.Errorf("%s exists: not overwriting a key", f.path)
+		}
+		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
+			return fmt.Errorf("writing %s: %w", f.path, err)
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", f.path)
+	}
+	return nil
+}
+
+// pushClient is a registry client with the --registry-username credentials for the host of ref.
+func (r *registryFlags) pushClient(ref string) (*registry.Client, error) {
+	creds, err := r.credentials(ref, "")
+	if err != nil {
+		return nil, err
+	}
+	return r.client(creds...)
+}

@@ -1,0 +1,429 @@
+// Package release promotes the candidates of one commit to release tags — retagged, never rebuilt. Every layer of
+// every profile is verified first (candidate present, revision label, signature, a passing smoke-test attestation
+// for that exact digest, the chain to its parent); only when all pass are tags moved, in a fixed order, each move
+// idempotent, so that a failed promotion can be run again and converges.
+package release
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/signing"
+	"github.com/imagemode/imagemode/ci/smoke"
+	"github.com/imagemode/imagemode/ci/tags"
+)
+
+// Layer is one layer to promote, in build order (parents first).
+type Layer struct {
+	Name   string
+	Parent string
+}
+
+// Config is one promotion.
+type Config struct {
+	// Tag is the git tag, vX.Y.Z[-pre].
+	Tag string
+	// Commit is the commit the tag points to (full id).
+	Commit string
+	// Registry is the candidates' repository prefix (<Registry>/<layer>).
+	Registry string
+	// ReleaseRegistry, when set and different from Registry, receives copies of the promoted digests, signed
+	// again there (a copied signature names the candidate repository, which matchRepository refuses).
+	ReleaseRegistry string
+	Profiles        []string
+	Layers          []Layer
+	// Force allows moving an X.Y.Z tag that already points at another digest.
+	Force bool
+}
+
+// Move statuses.
+const (
+	Moved     = "moved"
+	Unchanged = "unchanged"
+	Kept      = "kept"
+	Pending   = "pending"
+	Failed    = "failed"
+)
+
+// Move is one tag written (or not) by a promotion.
+type Move struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+	Digest     string `json:"digest"`
+	Status     string `json:"status"`
+	Note       string `json:"note,omitempty"`
+}
+
+// Checked is one verified layer of one profile.
+type Checked struct {
+	Profile   string `json:"profile"`
+	Layer     string `json:"layer"`
+	Candidate string `json:"candidate"`
+	Digest    string `json:"digest"`
+	Release   string `json:"release"`
+}
+
+// Report says what a promotion verified and which tags it moved.
+type Report struct {
+	Tag      string    `json:"tag"`
+	Version  string    `json:"version"`
+	Commit   string    `json:"commit"`
+	Verified []Checked `json:"verified"`
+	Moves    []Move    `json:"moves"`
+	Complete bool      `json:"complete"`
+}
+
+// JSON encodes the report.
+func (r *Report) JSON() ([]byte, error) {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding the promotion report: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// Text renders the moves for people.
+func (r *Report) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "promotion %s (commit %s): %d image(s) verified\n", r.Tag, short(r.Commit), len(r.Verified))
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATUS\tTAG\tDIGEST\tNOTE")
+	for _, m := range r.Moves {
+		fmt.Fprintf(tw, "%s\t%s:%s\t%s\t%s\n", m.Status, m.Repository, m.Tag, short(m.Digest), m.Note)
+	}
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintf(&b, "(table: %v)\n", err)
+	}
+	if r.Complete {
+		b.WriteString("promotion complete\n")
+	} else {
+		b.WriteString("promotion INCOMPLETE: run it again to finish (moves are idempotent)\n")
+	}
+	return b.String()
+}
+
+func short(s string) string {
+	if i := strings.Index(s, ":"); i >= 0 && len(s) > i+13 {
+		return s[:i+13]
+	}
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+// Promoter runs promotions.
+type Promoter struct {
+	reg      *registry.Client
+	verifier signing.Verifier
+	signer   signing.Signer
+	log      io.Writer
+}
+
+// Option configures a Promoter.
+type Option func(*Promoter)
+
+// WithSigner is required to copy releases to a separate release registry (they are signed again there).
+func WithSigner(s signing.Signer) Option { return func(p *Promoter) { p.signer = s } }
+
+// WithLog sends progress lines to w.
+func WithLog(w io.Writer) Option { return func(p *Promoter) { p.log = w } }
+
+// New returns a Promoter that verifies with v.
+func New(reg *registry.Client, v signing.Verifier, opts ...Option) *Promoter {
+	p := &Promoter{reg: reg, verifier: v, log: io.Discard}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+func (p *Promoter) logf(format string, args ...any) {
+	fmt.Fprintf(p.log, "imagemode promote: "+format+"\n", args...)
+}
+
+// RefusedError is a verification failure: nothing was moved.
+type RefusedError struct {
+	Profile, Layer, Image string
+	Reason              string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("refusing to promote %s of profile %s (%s): %s; no tag was moved", e.Layer, e.Profile, e.Image, e.Reason)
+}
+
+// Promote verifies every layer of every profile and then moves the release tags. The report lists what moved even
+// when an error stops the moves half-way.
+func (p *Promoter) Promote(ctx context.Context, cfg Config) (*Report, error) {
+	v, err := ParseTag(cfg.Tag)
+	if err != nil {
+		return nil, err
+	}
+	if err := tags.ValidateCommit(cfg.Commit); err != nil {
+		return nil, err
+	}
+	if err := pipeline.ValidateRegistry(cfg.Registry); err != nil {
+		return nil, err
+	}
+	copyTo := ""
+	if cfg.ReleaseRegistry != "" && strings.TrimSuffix(cfg.ReleaseRegistry, "/") != strings.TrimSuffix(cfg.Registry, "/") {
+		if err := pipeline.ValidateRegistry(cfg.ReleaseRegistry); err != nil {
+			return nil, fmt.Errorf("--release-registry: %w", err)
+		}
+		if p.signer == nil {
+			return nil, errors.New("--release-registry needs the signing key: copies are signed again in the release repository")
+		}
+		copyTo = strings.TrimSuffix(cfg.ReleaseRegistry, "/")
+	}
+	if len(cfg.Profiles) == 0 || len(cfg.Layers) == 0 {
+		return nil, errors.New("nothing to promote: no profile or no layer")
+	}
+	rep := &Report{Tag: cfg.Tag, Version: v.String(), Commit: cfg.Commit}
+
+	// 1. Verify everything before touching a tag.
+	for _, prof := range cfg.Profiles {
+		promoted := map[string]string{}
+		for _, l := range cfg.Layers {
+			c, err := p.verifyLayer(ctx, cfg, prof, l, promoted)
+			if err != nil {
+				return rep, err
+			}
+			promoted[l.Name] = c.Digest
+			rep.Verified = append(rep.Verified, c)
+			p.logf("verified %s %s: %s", prof, l.Name, c.Digest)
+		}
+	}
+
+	// 2. Plan the moves: exact version tags first, then X.Y, then the channel, root layers first within each.
+	var plan []Move
+	for i := 0; i < 3; i++ {
+		for _, c := range rep.Verified {
+			ts := v.Tags(c.Profile)
+			if i >= len(ts) {
+				continue
+			}
+			repo := strings.TrimSuffix(cfg.Registry, "/") + "/" + c.Layer
+			if copyTo != "" {
+				repo = copyTo + "/" + c.Layer
+			}
+			plan = append(plan, Move{Repository: repo, Tag: ts[i], Digest: c.Digest, Status: Pending})
+		}
+	}
+	if err := p.checkMoves(ctx, cfg, v, plan); err != nil {
+		rep.Moves = plan
+		return rep, err
+	}
+
+	// 3. Copy to the release registry (and sign there) when asked.
+	if copyTo != "" {
+		for _, c := range rep.Verified {
+			if err := p.copyAndSign(ctx, c, copyTo+"/"+c.Layer); err != nil {
+				rep.Moves = plan
+				return rep, err
+			}
+		}
+	}
+
+	// 4. Move, in order; each move is idempotent.
+	for i := range plan {
+		m := &plan[i]
+		if m.Status == Kept {
+			continue
+		}
+		ref := m.Repository + ":" + m.Tag
+		cur, err := p.currentDigest(ctx, ref)
+		if err != nil {
+			m.Status, m.Note = Failed, err.Error()
+			rep.Moves = plan
+			return rep, fmt.Errorf("moving %s: %w", ref, err)
+		}
+		if cur == m.Digest {
+			m.Status = Unchanged
+			continue
+		}
+		if err := p.reg.Tag(ctx, registry.DigestRef(m.Repository, m.Digest), m.Tag); err != nil {
+			m.Status, m.Note = Failed, err.Error()
+			rep.Moves = plan
+			return rep, fmt.Errorf("moving %s: %w", ref, err)
+		}
+		m.Status = Moved
+		p.logf("moved %s -> %s", ref, m.Digest)
+	}
+	rep.Moves = plan
+	rep.Complete = true
+	return rep, nil
+}
+
+func (p *Promoter) currentDigest(ctx context.Context, ref string) (string, error) {
+	ok, err := p.reg.Exists(ctx, ref)
+	if err != nil || !ok {
+		return "", err
+	}
+	return p.reg.Digest(ctx, ref)
+}
+
+// verifyLayer runs every check of one layer of one profile.
+func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l Layer, promoted map[string]string) (Checked, error) {
+	repo := strings.TrimSuffix(cfg.Registry, "/") + "/" + l.Name
+	candidate := repo + ":" + tags.Candidate(cfg.Commit, prof)
+	refuse := func(image, format string, args ...any) error {
+		return &RefusedError{Profile: prof, Layer: l.Name, Image: image, Reason: fmt.Sprintf(format, args...)}
+	}
+	ok, err := p.reg.Exists(ctx, candidate)
+	if err != nil {
+		return Checked{}, fmt.Errorf("looking up the candidate %s: %w", candidate, err)
+	}
+	if !ok {
+		return Checked{}, refuse(candidate, "no candidate for commit %s: build-all did not complete for this commit and profile", short(cfg.Commit))
+	}
+	digest, err := p.reg.Digest(ctx, candidate)
+	if err != nil {
+		return Checked{}, fmt.Errorf("resolving the candidate %s: %w", candidate, err)
+	}
+	ref := registry.DigestRef(repo, digest)
+	labels, err := p.reg.Labels(ctx, ref)
+	if err != nil {
+		return Checked{}, fmt.Errorf("reading the labels of %s: %w", ref, err)
+	}
+	if rev := labels[pipeline.LabelRevision]; !commitMatches(rev, cfg.Commit) {
+		return Checked{}, refuse(ref, "its revision label is %q, not the tag's commit %s", rev, cfg.Commit)
+	}
+	if lp := labels[pipeline.LabelProfile]; lp != prof {
+		return Checked{}, refuse(ref, "its profile label is %q, not %q (release tags never cross profiles or major versions)", lp, prof)
+	}
+	if ll := labels[pipeline.LabelLayer]; ll != l.Name {
+		return Checked{}, refuse(ref, "its layer label is %q", ll)
+	}
+	if err := p.verifier.Verify(ctx, ref); err != nil {
+		return Checked{}, refuse(ref, "signature: %v", err)
+	}
+	sts, err := p.verifier.Attestations(ctx, ref, signing.PredicateSmoke)
+	if err != nil {
+		return Checked{}, refuse(ref, "no passing smoke test: %v", err)
+	}
+	passed := false
+	var why []string
+	for _, st := range sts {
+		vd, err := smoke.ParseVerdict(st.Predicate)
+		switch {
+		case err != nil:
+			why = append(why, err.Error())
+		case vd.Digest != digest:
+			why = append(why, fmt.Sprintf("a verdict for %s", vd.Digest))
+		case vd.Verdict != smoke.Pass:
+			why = append(why, fmt.Sprintf("the smoke test failed (%s)", vd.Reason))
+		default:
+			passed = true
+		}
+	}
+	if !passed {
+		return Checked{}, refuse(ref, "no passing smoke test: %s", strings.Join(why, "; "))
+	}
+	base := labels[pipeline.LabelBaseDigest]
+	if l.Parent != "" {
+		if want := promoted[l.Parent]; base != want {
+			return Checked{}, refuse(ref, "broken chain: built on %s, but the %s being promoted is %s", orNone(base), l.Parent, want)
+		}
+		if lp := labels[pipeline.LabelParent]; lp != l.Parent {
+			return Checked{}, refuse(ref, "its parent label is %q, the graph says %q", lp, l.Parent)
+		}
+	} else if base == "" {
+		return Checked{}, refuse(ref, "no %s label: the base it was built on is unknown", pipeline.LabelBaseDigest)
+	}
+	return Checked{Profile: prof, Layer: l.Name, Candidate: candidate, Digest: digest}, nil
+}
+
+// checkMoves refuses to overwrite an exact release tag that points elsewhere (unless forced) and keeps floating tags
+// from moving backwards past a newer stable release.
+func (p *Promoter) checkMoves(ctx context.Context, cfg Config, v Version, plan []Move) error {
+	newest := map[string]Version{} // repository/profile → newest stable X.Y.Z already released
+	newestMinor := map[string]Version{}
+	for i := range plan {
+		m := &plan[i]
+		prof := profileOf(m.Tag, v)
+		if m.Tag == v.Tags(prof)[0] {
+			ref := m.Repository + ":" + m.Tag
+			cur, err := p.currentDigest(ctx, ref)
+			if err != nil {
+				return fmt.Errorf("looking up %s: %w", ref, err)
+			}
+			if cur != "" && cur != m.Digest && !cfg.Force {
+				return fmt.Errorf("%s already points at %s, not %s: a release is never rebuilt or replaced silently (pass --force to move it); no tag was moved", ref, cur, m.Digest)
+			}
+			continue
+		}
+		key := m.Repository + "/" + prof
+		if _, ok := newest[key]; !ok {
+			existing, err := p.reg.Tags(ctx, m.Repository)
+			if err != nil {
+				return fmt.Errorf("listing the release tags of %s: %w", m.Repository, err)
+			}
+			for _, t := range existing {
+				if ev, ok := parseReleaseTag(t, prof); ok {
+					if ev.Compare(newest[key]) > 0 {
+						newest[key] = ev
+					}
+					if ev.Major == v.Major && ev.Minor == v.Minor && ev.Compare(newestMinor[key]) > 0 {
+						newestMinor[key] = ev
+					}
+				}
+			}
+		}
+		limit := newest[key]
+		if m.Tag != prof {
+			limit = newestMinor[key]
+		}
+		if limit.Compare(v) > 0 {
+			m.Status, m.Note = Kept, "newer release "+limit.String()+" exists"
+		}
+	}
+	return nil
+}
+
+func profileOf(tag string, v Version) string {
+	if s, ok := strings.CutPrefix(tag, v.String()+"-"); ok {
+		return s
+	}
+	if s, ok := strings.CutPrefix(tag, fmt.Sprintf("%d.%d-", v.Major, v.Minor)); ok {
+		return s
+	}
+	return tag
+}
+
+// copyAndSign copies the verified digest (and its attestations) to the release repository and signs it there.
+func (p *Promoter) copyAndSign(ctx context.Context, c Checked, dstRepo string) error {
+	src := registry.DigestRef(strings.TrimSuffix(c.Candidate[:strings.LastIndex(c.Candidate, ":")], "/"), c.Digest)
+	if err := p.reg.Copy(ctx, src, dstRepo); err != nil {
+		return err
+	}
+	dst := registry.DigestRef(dstRepo, c.Digest)
+	if err := p.reg.CopyAttachment(ctx, src, dstRepo, "att"); err != nil {
+		return err
+	}
+	if err := p.signer.Sign(ctx, dst); err != nil {
+		return err
+	}
+	if err := p.verifier.Verify(ctx, dst); err != nil {
+		return fmt.Errorf("the copy %s does not verify after signing: %w", dst, err)
+	}
+	p.logf("copied and signed %s", dst)
+	return nil
+}
+
+func commitMatches(label, commit string) bool {
+	return len(commit) >= tags.CommitLen && strings.HasPrefix(label, commit)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nothing recorded"
+	}
+	return s
+}

@@ -1,0 +1,497 @@
+package release
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/signing"
+	"github.com/imagemode/imagemode/ci/smoke"
+	"github.com/imagemode/imagemode/ci/tags"
+)
+
+const (
+	commit  = "c0ffee0123456789abcdef0123456789abcdef01"
+	profile = "centos-stream-9"
+)
+
+var family = []Layer{{Name: "soe"}, {Name: "httpd", Parent: "soe"}, {Name: "database", Parent: "soe"}, {Name: "homepage", Parent: "httpd"}}
+
+// counter counts blob uploads and manifest writes on the registry.
+type counter struct {
+	h          http.Handler
+	blobBytes  atomic.Int64
+	blobWrites atomic.Int64
+	manifests  atomic.Int64
+}
+
+func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.Contains(r.URL.Path, "/blobs/uploads") && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if r.URL.Query().Get("mount") == "" {
+			c.blobWrites.Add(1)
+		}
+		if r.ContentLength > 0 {
+			c.blobBytes.Add(r.ContentLength)
+		}
+	}
+	if strings.Contains(r.URL.Path, "/manifests/") && r.Method == http.MethodPut {
+		c.manifests.Add(1)
+	}
+	c.h.ServeHTTP(w, r)
+}
+
+type fixture struct {
+	host   string
+	ns     string
+	reg    *registry.Client
+	signer *signing.KeySigner
+	other  *signing.KeySigner
+	ver    *signing.KeyVerifier
+	cnt    *counter
+	// digests of the candidates, by layer
+	digests map[string]string
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	cnt := &counter{h: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))}
+	srv := httptest.NewServer(cnt)
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	reg := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
+	priv, pub, err := signing.GenerateKeyPair([]byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := signing.NewKeySigner(priv, []byte("pw"), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := signing.NewKeyVerifier(pub, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opriv, _, err := signing.GenerateKeyPair([]byte("o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := signing.NewKeySigner(opriv, []byte("o"), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{host: host, ns: host + "/im", reg: reg, signer: s, other: o, ver: v, cnt: cnt, digests: map[string]string{}}
+}
+
+// image pushes a random image with the pipeline's labels to repo:tag and returns its digest reference.
+func (f *fixture) image(t testing.TB, layer, parent, baseDigest, rev, tag string) string {
+	t.Helper()
+	img, err := random.Image(2048, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Config.Labels = map[string]string{
+		pipeline.LabelRevision: rev, pipeline.LabelLayer: layer, pipeline.LabelProfile: profile,
+		pipeline.LabelBaseDigest: baseDigest,
+	}
+	if parent != "" {
+		cfg.Config.Labels[pipeline.LabelParent] = parent
+	}
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		t.Fatal(err)
+	}
+	repo := f.ns + "/" + layer
+	r, err := name.ParseReference(repo + ":" + tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img, remote.WithContext(t.Context())); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo + "@" + d.String()
+}
+
+func verdict(ref, v string) []byte {
+	_, d, _ := strings.Cut(ref, "@")
+	b, _ := json.Marshal(smoke.Verdict{Verdict: v, Image: ref, Digest: d, Mode: "ephemeral", Accel: "tcg", Reason: map[bool]string{true: "", false: "httpd did not answer"}[v == smoke.Pass]})
+	return b
+}
+
+// build makes a complete, valid candidate family: labels, candidate tags, signatures, passing verdicts.
+func (f *fixture) build(t testing.TB) {
+	t.Helper()
+	ctx := t.Context()
+	cand := tags.Candidate(commit, profile)
+	base := "sha256:" + strings.Repeat("b", 64)
+	for _, l := range family {
+		parentDigest := base
+		if l.Parent != "" {
+			parentDigest = f.digests[l.Parent]
+		}
+		ref := f.image(t, l.Name, l.Parent, parentDigest, commit, cand)
+		_, d, _ := strings.Cut(ref, "@")
+		f.digests[l.Name] = d
+		if err := f.signer.Sign(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.signer.Attest(ctx, ref, signing.PredicateSmoke, verdict(ref, smoke.Pass)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (f *fixture) ref(layer string) string { return f.ns + "/" + layer + "@" + f.digests[layer] }
+
+func (f *fixture) cfg(tag string) Config {
+	return Config{Tag: tag, Commit: commit, Registry: f.ns, Profiles: []string{profile}, Layers: family}
+}
+
+func (f *fixture) releaseTags(t testing.TB) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, l := range family {
+		ts, err := f.reg.Tags(t.Context(), f.ns+"/"+l.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tg := range ts {
+			if !strings.HasPrefix(tg, "sha") && !strings.HasPrefix(tg, "build-") {
+				out[l.Name] = append(out[l.Name], tg)
+			}
+		}
+	}
+	return out
+}
+
+func TestPromoteMovesTagsAndConverges(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t)
+	f.build(t)
+	blobs := f.cnt.blobWrites.Load()
+	rep, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.4.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Complete || len(rep.Verified) != 4 || len(rep.Moves) != 12 {
+		t.Fatalf("report: complete=%v verified=%d moves=%d", rep.Complete, len(rep.Verified), len(rep.Moves))
+	}
+	for _, m := range rep.Moves {
+		if m.Status != Moved {
+			t.Errorf("%s:%s %s", m.Repository, m.Tag, m.Status)
+		}
+	}
+	if n := f.cnt.blobWrites.Load() - blobs; n != 0 {
+		t.Errorf("promotion inside one repository uploaded %d blobs", n)
+	}
+	for _, l := range family {
+		for _, tg := range []string{"1.4.2-" + profile, "1.4-" + profile, profile} {
+			d, err := f.reg.Digest(ctx, f.ns+"/"+l.Name+":"+tg)
+			if err != nil || d != f.digests[l.Name] {
+				t.Errorf("%s:%s -> %s (%v), want %s", l.Name, tg, d, err, f.digests[l.Name])
+			}
+		}
+	}
+	// Order: every exact tag before any X.Y tag before any channel tag; root first.
+	if rep.Moves[0].Tag != "1.4.2-"+profile || !strings.HasSuffix(rep.Moves[0].Repository, "/soe") || rep.Moves[11].Tag != profile {
+		t.Errorf("move order: first %v last %v", rep.Moves[0], rep.Moves[11])
+	}
+	again, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.4.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range again.Moves {
+		if m.Status != Unchanged {
+			t.Errorf("rerun: %s:%s %s, want unchanged", m.Repository, m.Tag, m.Status)
+		}
+	}
+	if !strings.Contains(again.Text(), "promotion complete") {
+		t.Errorf("text:\n%s", again.Text())
+	}
+}
+
+func TestPrereleaseAndOlderRelease(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t)
+	f.build(t)
+	rep, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v2.0.0-rc.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Moves) != 4 || rep.Moves[0].Tag != "2.0.0-rc.1-"+profile {
+		t.Errorf("pre-release moves: %+v", rep.Moves)
+	}
+	if _, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.5.0")); err != nil {
+		t.Fatal(err)
+	}
+	// An older stable release afterwards gets its exact and X.Y tags, but the channel stays on 1.5.0.
+	rep, err = New(f.reg, f.ver).Promote(ctx, f.cfg("v1.4.9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept, moved int
+	for _, m := range rep.Moves {
+		switch {
+		case m.Tag == profile && m.Status == Kept && strings.Contains(m.Note, "1.5.0"):
+			kept++
+		case m.Tag != profile && m.Status == Unchanged:
+			moved++ // same digests as 1.5.0 in this fixture: exact and X.Y tags are written or unchanged
+		case m.Tag != profile && m.Status == Moved:
+			moved++
+		}
+	}
+	if kept != 4 || moved != 8 {
+		t.Errorf("older release: kept=%d moved=%d\n%s", kept, moved, rep.Text())
+	}
+}
+
+// TestHostileCases: each promotion must be refused with a clear error, and no release tag may move.
+func TestHostileCases(t *testing.T) {
+	type hostile struct {
+		name  string
+		setup func(t *testing.T, f *fixture) Config
+		want  string
+	}
+	cases := []hostile{
+		{"unsigned", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			f.attest(t, ref, smoke.Pass)
+			return f.cfg("v1.0.0")
+		}, "signature"},
+		{"signed by another key", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			if err := f.other.Sign(t.Context(), ref); err != nil {
+				t.Fatal(err)
+			}
+			f.attest(t, ref, smoke.Pass)
+			return f.cfg("v1.0.0")
+		}, "signature"},
+		{"signature for a different digest", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			f.attest(t, ref, smoke.Pass)
+			// Put the database's valid signature under the new image's .sig tag.
+			_, d, _ := strings.Cut(ref, "@")
+			copyManifest(t, f, f.ns+"/database:"+registry.AttachmentTag(f.digests["database"], "sig"), f.ns+"/httpd:"+registry.AttachmentTag(d, "sig"))
+			return f.cfg("v1.0.0")
+		}, "signature"},
+		{"candidate tag moved after signing", func(t *testing.T, f *fixture) Config {
+			f.image(t, "homepage", "httpd", f.digests["httpd"], commit, tags.Candidate(commit, profile))
+			return f.cfg("v1.0.0")
+		}, "signature"},
+		{"revision label not the tag's commit", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "database", "soe", f.digests["soe"], strings.Repeat("9", 40), tags.Candidate(commit, profile))
+			f.signAttest(t, ref, smoke.Pass)
+			return f.cfg("v1.0.0")
+		}, "revision label is \"9999"},
+		{"missing attestation", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "database", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			if err := f.signer.Sign(t.Context(), ref); err != nil {
+				t.Fatal(err)
+			}
+			return f.cfg("v1.0.0")
+		}, "no passing smoke test"},
+		{"failed attestation", func(t *testing.T, f *fixture) Config {
+			f.attest(t, f.ref("homepage"), smoke.Fail)
+			return f.cfg("v1.0.0")
+		}, "the smoke test failed (httpd did not answer)"},
+		{"attestation for another digest", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "database", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			if err := f.signer.Sign(t.Context(), ref); err != nil {
+				t.Fatal(err)
+			}
+			// A signed verdict made for another image, attached to this one.
+			_, d, _ := strings.Cut(ref, "@")
+			copyManifest(t, f, f.ns+"/httpd:"+registry.AttachmentTag(f.digests["httpd"], "att"), f.ns+"/database:"+registry.AttachmentTag(d, "att"))
+			return f.cfg("v1.0.0")
+		}, "no passing smoke test"},
+		{"verdict naming another digest", func(t *testing.T, f *fixture) Config {
+			b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Digest: f.digests["soe"], Mode: "ephemeral"})
+			if err := f.signer.Attest(t.Context(), f.ref("database"), signing.PredicateSmoke, b); err != nil {
+				t.Fatal(err)
+			}
+			return f.cfg("v1.0.0")
+		}, "a verdict for " + "sha256:"},
+		{"attestation signed by another key", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "database", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			if err := f.signer.Sign(t.Context(), ref); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.other.Attest(t.Context(), ref, signing.PredicateSmoke, verdict(ref, smoke.Pass)); err != nil {
+				t.Fatal(err)
+			}
+			return f.cfg("v1.0.0")
+		}, "no passing smoke test"},
+		{"broken chain", func(t *testing.T, f *fixture) Config {
+			other := f.image(t, "soe", "", "sha256:"+strings.Repeat("b", 64), commit, "other-soe")
+			_, od, _ := strings.Cut(other, "@")
+			ref := f.image(t, "homepage", "httpd", od, commit, tags.Candidate(commit, profile))
+			f.signAttest(t, ref, smoke.Pass)
+			return f.cfg("v1.0.0")
+		}, "broken chain: built on sha256:"},
+		{"profile label crosses profiles", func(t *testing.T, f *fixture) Config {
+			c := f.cfg("v1.0.0")
+			c.Profiles = []string{"centos-stream-10"}
+			for _, l := range family {
+				if err := f.reg.Tag(t.Context(), f.ref(l.Name), tags.Candidate(commit, "centos-stream-10")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return c
+		}, `profile label is "centos-stream-9", not "centos-stream-10"`},
+		{"invalid semver tag", func(t *testing.T, f *fixture) Config { return f.cfg("release-1") }, `git tag "release-1" is not a release version`},
+		{"semver with leading zero", func(t *testing.T, f *fixture) Config { return f.cfg("v1.02.0") }, "is not a release version"},
+		{"no candidate for the commit", func(t *testing.T, f *fixture) Config {
+			c := f.cfg("v1.0.0")
+			c.Commit = strings.Repeat("a", 40)
+			return c
+		}, "no candidate for commit aaaaaaaaaaaa"},
+		{"registry unreachable", func(t *testing.T, f *fixture) Config {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := l.Addr().String()
+			l.Close()
+			c := f.cfg("v1.0.0")
+			c.Registry = addr + "/im"
+			return c
+		}, "connection refused"},
+		{"existing release tag points elsewhere", func(t *testing.T, f *fixture) Config {
+			f.image(t, "httpd", "soe", f.digests["soe"], commit, "1.0.0-"+profile)
+			return f.cfg("v1.0.0")
+		}, "already points at"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.build(t)
+			cfg := tc.setup(t, f)
+			before := f.releaseTags(t)
+			rep, err := New(f.reg, f.ver).Promote(t.Context(), cfg)
+			if err == nil {
+				t.Fatalf("promotion was not refused; report:\n%s", rep.Text())
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error does not say %q:\n%v", tc.want, err)
+			}
+			var re *RefusedError
+			if errors.As(err, &re) && !strings.Contains(err.Error(), "no tag was moved") {
+				t.Errorf("a refusal must say nothing moved: %v", err)
+			}
+			after := f.releaseTags(t)
+			if len(after) != len(before) {
+				t.Errorf("release tags changed: before %v after %v", before, after)
+			}
+			for k, v := range after {
+				if strings.Join(v, ",") != strings.Join(before[k], ",") {
+					t.Errorf("%s release tags changed: %v -> %v", k, before[k], v)
+				}
+			}
+			if rep != nil && rep.Complete {
+				t.Errorf("report says complete")
+			}
+		})
+	}
+}
+
+func TestForceMovesAnExistingReleaseTag(t *testing.T) {
+	f := newFixture(t)
+	f.build(t)
+	f.image(t, "httpd", "soe", f.digests["soe"], commit, "1.0.0-"+profile)
+	c := f.cfg("v1.0.0")
+	c.Force = true
+	if _, err := New(f.reg, f.ver).Promote(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.reg.Digest(t.Context(), f.ns+"/httpd:1.0.0-"+profile)
+	if err != nil || d != f.digests["httpd"] {
+		t.Errorf("forced tag -> %s (%v)", d, err)
+	}
+}
+
+func TestReleaseRegistryCopiesAndResigns(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t)
+	f.build(t)
+	c := f.cfg("v3.1.0")
+	c.ReleaseRegistry = f.host + "/releases"
+	if _, err := New(f.reg, f.ver).Promote(ctx, c); err == nil || !strings.Contains(err.Error(), "needs the signing key") {
+		t.Fatalf("copy without a signer: %v", err)
+	}
+	rep, err := New(f.reg, f.ver, WithSigner(f.signer)).Promote(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range family {
+		dst := f.host + "/releases/" + l.Name + "@" + f.digests[l.Name]
+		if err := f.ver.Verify(ctx, dst); err != nil {
+			t.Errorf("release copy of %s does not verify: %v", l.Name, err)
+		}
+		d, err := f.reg.Digest(ctx, f.host+"/releases/"+l.Name+":3.1-"+profile)
+		if err != nil || d != f.digests[l.Name] {
+			t.Errorf("release tag of %s -> %s (%v)", l.Name, d, err)
+		}
+		if _, err := f.ver.Attestations(ctx, dst, signing.PredicateSmoke); err != nil {
+			t.Errorf("attestation of %s not copied: %v", l.Name, err)
+		}
+	}
+	if !rep.Complete {
+		t.Error("incomplete")
+	}
+}
+
+func (f *fixture) attest(t *testing.T, ref, v string) {
+	t.Helper()
+	if err := f.signer.Attest(t.Context(), ref, signing.PredicateSmoke, verdict(ref, v)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) signAttest(t *testing.T, ref, v string) {
+	t.Helper()
+	if err := f.signer.Sign(t.Context(), ref); err != nil {
+		t.Fatal(err)
+	}
+	f.attest(t, ref, v)
+}
+
+func copyManifest(t *testing.T, f *fixture, src, dst string) {
+	t.Helper()
+	ctx := t.Context()
+	s, err := name.ParseReference(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := name.ParseReference(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(s, remote.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(d, img, remote.WithContext(ctx)); err != nil {
+		t.Fatal(err)
+	}
+}

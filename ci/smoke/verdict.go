@@ -1,0 +1,56 @@
+package smoke
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Verdicts.
+const (
+	Pass = "pass"
+	Fail = "fail"
+)
+
+// Verdict is the smoke-test result for one image digest: the predicate of its signed attestation
+// (signing.PredicateSmoke), which promotion checks.
+type Verdict struct {
+	Verdict string `json:"verdict"`
+	// Image is repository@digest; Digest its digest.
+	Image   string `json:"image"`
+	Digest  string `json:"digest"`
+	Layer   string `json:"layer,omitempty"`
+	Profile string `json:"profile,omitempty"`
+	// Mode is "ephemeral" or "disk"; Accel "kvm" or "tcg".
+	Mode   string        `json:"mode"`
+	Accel  string        `json:"accel"`
+	Probes []ProbeResult `json:"probes"`
+	// Reason says why a failed verdict failed.
+	Reason string `json:"reason,omitempty"`
+	// SerialTail is the end of the guest's serial console, kept on failure.
+	SerialTail string    `json:"serialTail,omitempty"`
+	Started    time.Time `json:"started"`
+	DurationMS int64     `json:"durationMs"`
+}
+
+// ProbeResult is one probe's outcome.
+type ProbeResult struct {
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// SinceBootMS is the time from the VM's start to the probe's first success.
+	SinceBootMS int64  `json:"sinceBootMs"`
+	Attempts    int    `json:"attempts"`
+	Detail      string `json:"detail,omitempty"`
+}
+
+// ParseVerdict decodes a verdict predicate.
+func ParseVerdict(data []byte) (Verdict, error) {
+	var v Verdict
+	if err := json.Unmarshal(data, &v); err != nil {
+		return Verdict{}, fmt.Errorf("decoding a smoke verdict: %w", err)
+	}
+	if v.Verdict != Pass && v.Verdict != Fail {
+		return Verdict{}, fmt.Errorf("smoke verdict %q is neither %q nor %q", v.Verdict, Pass, Fail)
+	}
+	return v, nil
+}
