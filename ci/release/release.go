@@ -152,7 +152,7 @@ func (p *Promoter) logf(format string, args ...any) {
 // RefusedError is a verification failure: nothing was moved.
 type RefusedError struct {
 	Profile, Layer, Image string
-	Reason              string
+	Reason                string
 }
 
 func (e *RefusedError) Error() string {

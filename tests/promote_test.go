@@ -1,0 +1,175 @@
+//go:build integration
+
+package tests
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/release"
+	"github.com/imagemode/imagemode/ci/signing"
+	"github.com/imagemode/imagemode/ci/smoke"
+	"github.com/imagemode/imagemode/ci/tags"
+	"github.com/imagemode/imagemode/tests/faultproxy"
+)
+
+var family = []release.Layer{{Name: "soe"}, {Name: "httpd", Parent: "soe"}, {Name: "database", Parent: "soe"}, {Name: "homepage", Parent: "httpd"}}
+
+// candidates pushes a complete candidate family (labels, candidate tags, signatures, passing verdicts) under ns and
+// returns the digests by layer.
+func candidates(t *testing.T, ns, commit, profile string, s *signing.KeySigner) map[string]string {
+	t.Helper()
+	ctx := t.Context()
+	digests := map[string]string{}
+	for _, l := range family {
+		img, err := random.Image(64*1024, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := "sha256:" + strings.Repeat("b", 64)
+		if l.Parent != "" {
+			base = digests[l.Parent]
+		}
+		cfg.Config.Labels = map[string]string{pipeline.LabelRevision: commit, pipeline.LabelLayer: l.Name,
+			pipeline.LabelProfile: profile, pipeline.LabelBaseDigest: base, pipeline.LabelParent: l.Parent}
+		if img, err = mutate.ConfigFile(img, cfg); err != nil {
+			t.Fatal(err)
+		}
+		ref, err := name.ParseReference(ns + "/" + l.Name + ":" + tags.Candidate(commit, profile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+			t.Fatal(err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests[l.Name] = d.String()
+		dref := ns + "/" + l.Name + "@" + d.String()
+		if err := s.Sign(ctx, dref); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: dref, Digest: d.String(), Mode: "ephemeral", Accel: "tcg"})
+		if err := s.Attest(ctx, dref, signing.PredicateSmoke, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return digests
+}
+
+// TestPromotionUnderInjectedFaults puts a seeded proxy that fails 25% of requests (500s and connection resets) in
+// front of the real registry. Each promotion either completes through retries or stops with a report of exactly
+// what moved; reruns converge to the fully promoted state; no release tag ever points at a digest that was not
+// verified.
+func TestPromotionUnderInjectedFaults(t *testing.T) {
+	ctx := t.Context()
+	const commit = "0ddba11c0ffee0123456789abcdef0123456789a"
+	const profile = "centos-stream-9"
+	stops := 0
+	for _, tc := range []struct {
+		seed  int64
+		steps int
+	}{{1, 5}, {2, 5}, {3, 3}, {4, 2}} {
+		seed := tc.seed
+		proxy := faultproxy.Start(env.Registry, 0, seed)
+		defer proxy.Close()
+		ns := proxy.Addr() + "/" + strings.TrimPrefix(env.Namespace(t), env.Registry+"/")
+		clean := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
+		priv, pub, err := signing.GenerateKeyPair([]byte("pw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := signing.NewKeySigner(priv, []byte("pw"), clean)
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests := candidates(t, ns, commit, profile, signer)
+		verified := map[string]bool{}
+		for _, d := range digests {
+			verified[d] = true
+		}
+
+		proxy.SetRate(0.25)
+		flaky := registry.New(registry.WithRetry(registry.Retry{Steps: tc.steps, Initial: 20 * time.Millisecond, Factor: 2,
+			Statuses: registry.DefaultRetry.Statuses}))
+		ver, err := signing.NewKeyVerifier(pub, flaky)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := release.Config{Tag: "v1.0.0", Commit: commit, Registry: ns, Profiles: []string{profile}, Layers: family}
+		converged := false
+		for run := 1; run <= 40 && !converged; run++ {
+			rep, err := release.New(flaky, ver).Promote(ctx, cfg)
+			if err != nil {
+				stops++
+				t.Logf("seed %d (%d attempts per request) run %d stopped: %v", seed, tc.steps, run, err)
+				if rep == nil {
+					continue
+				}
+				for _, m := range rep.Moves {
+					if m.Status == release.Moved && !verified[m.Digest] {
+						t.Errorf("moved %s:%s to an unverified digest %s", m.Repository, m.Tag, m.Digest)
+					}
+				}
+			} else {
+				converged = rep.Complete
+			}
+			// Invariant, read without faults: every release tag points at a verified digest.
+			proxy.SetRate(0)
+			for _, l := range family {
+				ts, err := clean.Tags(ctx, ns+"/"+l.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, tg := range ts {
+					if strings.HasPrefix(tg, "sha") {
+						continue
+					}
+					d, err := clean.Digest(ctx, ns+"/"+l.Name+":"+tg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d != digests[l.Name] {
+						t.Errorf("seed %d run %d: %s:%s points at %s, not the verified %s", seed, run, l.Name, tg, d, digests[l.Name])
+					}
+				}
+			}
+			proxy.SetRate(0.25)
+		}
+		total, failed, resets := proxy.Stats()
+		t.Logf("seed %d: %d requests, %d failed (%d resets)", seed, total, failed, resets)
+		if !converged {
+			t.Fatalf("seed %d: promotion did not converge in 40 runs", seed)
+		}
+		if float64(failed) < 0.15*float64(total) {
+			t.Errorf("seed %d: only %d of %d requests failed; the test must inject about 25%%", seed, failed, total)
+		}
+		proxy.SetRate(0)
+		for _, l := range family {
+			for _, tg := range []string{"1.0.0-" + profile, "1.0-" + profile, profile} {
+				d, err := clean.Digest(ctx, ns+"/"+l.Name+":"+tg)
+				if err != nil || d != digests[l.Name] {
+					t.Errorf("seed %d: %s:%s -> %s (%v)", seed, l.Name, tg, d, err)
+				}
+			}
+		}
+	}
+	if stops == 0 {
+		t.Error("no promotion was interrupted: the resume path was not exercised")
+	}
+}
