@@ -3,6 +3,7 @@ package release
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -494,4 +495,25 @@ func copyManifest(t *testing.T, f *fixture, src, dst string) {
 	if err := remote.Write(d, img, remote.WithContext(ctx)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkPromote4Images promotes a 4-layer family to a new version each iteration and reports the blob bytes
+// uploaded (goal: 0 — promotion inside one repository writes manifests only) and the time per image.
+func BenchmarkPromote4Images(b *testing.B) {
+	f := newFixture(b)
+	f.build(b)
+	p := New(f.reg, f.ver)
+	bytes0, writes0 := f.cnt.blobBytes.Load(), f.cnt.blobWrites.Load()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		rep, err := p.Promote(b.Context(), f.cfg(fmt.Sprintf("v1.0.%d", i)))
+		if err != nil || !rep.Complete {
+			b.Fatalf("promotion %d: %v", i, err)
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64(f.cnt.blobBytes.Load()-bytes0)/n, "blob-bytes/op")
+	b.ReportMetric(float64(f.cnt.blobWrites.Load()-writes0)/n, "blob-uploads/op")
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/n/4, "ms/image")
 }
