@@ -43,6 +43,8 @@ type Env struct {
 	BuildahRoot, BuildahRunRoot string
 	// Work is a scratch directory removed at the end.
 	Work string
+	// SigPolicy is the independent verifier (tests/sigpolicy, containers/image) built from this checkout.
+	SigPolicy string
 
 	stop []func()
 
@@ -82,6 +84,14 @@ func Setup(ctx context.Context) (*Env, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("building the imagemode CLI: %w\n%s", err, out)
+	}
+	e.SigPolicy = filepath.Join(work, "sigpolicy")
+	sp := exec.CommandContext(ctx, "go", "build", "-tags", "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper", "-o", e.SigPolicy, ".")
+	sp.Dir = filepath.Join(RepoRoot(), "tests", "sigpolicy")
+	sp.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := sp.CombinedOutput(); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("building tests/sigpolicy: %w\n%s", err, out)
 	}
 	if e.ContainersConf = os.Getenv("CONTAINERS_CONF"); e.ContainersConf == "" {
 		e.ContainersConf = filepath.Join(work, "containers.conf")
@@ -238,9 +248,14 @@ type Result struct {
 
 // Run runs the imagemode CLI with args from the repository root.
 func (e *Env) Run(ctx context.Context, args ...string) Result {
+	return e.RunEnv(ctx, nil, args...)
+}
+
+// RunEnv runs the imagemode CLI with extra environment variables.
+func (e *Env) RunEnv(ctx context.Context, extraEnv []string, args ...string) Result {
 	cmd := exec.CommandContext(ctx, e.CLI, args...)
 	cmd.Dir = RepoRoot()
-	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+e.ContainersConf)
+	cmd.Env = append(append(os.Environ(), "CONTAINERS_CONF="+e.ContainersConf), extraEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = io.MultiWriter(&stderr, progressWriter())

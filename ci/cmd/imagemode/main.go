@@ -32,6 +32,7 @@ func verbs() []verb {
 		{"verify", "verify images' signatures by digest and repository", runVerify},
 		{"attest", "attach a signed in-toto attestation to images by digest", runAttest},
 		{"verify-attestation", "verify images' attestations and print their predicates", runVerifyAttestation},
+		{"promote", "verify a commit's candidates and move the release tags of a git tag vX.Y.Z", runPromote},
 		{"generate-key", "make a cosign key pair for signing", runGenerateKey},
 	}
 }

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/release"
+)
+
+func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("promote", "Promote the candidates of the commit a git tag points to: verify every layer of every profile (candidate,\nrevision label, signature, passing smoke attestation for that digest, chain to its parent), then move the\nrelease tags X.Y.Z-<profile>, X.Y-<profile> and <profile> (pre-releases: X.Y.Z-pre-<profile> only).\nNothing moves unless everything verifies; a rerun finishes an interrupted promotion.", stderr)
+	tag := fs.String("tag", "", "git tag vX.Y.Z[-pre] (required)")
+	commit := fs.String("commit", "", "commit the tag points to (default: resolved with git from the checkout holding --dir)")
+	reg := fs.String("registry", "", "candidates' repository prefix (required)")
+	releaseReg := fs.String("release-registry", "", "copy the promoted digests to this repository prefix and sign them there (needs --key)")
+	var profiles multiFlag
+	fs.Var(&profiles, "profile", "profile to promote (repeatable; required)")
+	dir := fs.String("dir", "containerfiles", "containerfiles directory: the layers to promote")
+	force := fs.Bool("force", false, "move an X.Y.Z tag that already points at another digest")
+	jsonOut := fs.Bool("json", false, "print the JSON report")
+	reportFile := fs.String("report", "", "also write the JSON report to this file")
+	var k keyFlags
+	k.registerPublic(fs)
+	fs.StringVar(&k.key, "key", "", "cosign private key (only with --release-registry)")
+	fs.StringVar(&k.passFile, "key-password-file", "", "file holding the key's password (default: $IMAGEMODE_KEY_PASSWORD)")
+	var rf registryFlags
+	rf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *tag == "" || *reg == "" || len(profiles) == 0 {
+		return &usageError{msg: "--tag, --registry and --profile are required"}
+	}
+	g, err := layers.Open(os.DirFS(*dir), ".", *dir)
+	if err != nil {
+		return err
+	}
+	var ls []release.Layer
+	for _, lv := range g.Levels() {
+		for _, n := range lv {
+			l, _ := g.Layer(n)
+			ls = append(ls, release.Layer{Name: l.Name, Parent: l.Parent})
+		}
+	}
+	if *commit == "" {
+		out, err := exec.CommandContext(ctx, "git", "-C", *dir, "rev-parse", *tag+"^{commit}").Output()
+		if err != nil {
+			return &usageError{msg: fmt.Sprintf("--commit is required: git could not resolve %q (%v)", *tag, err)}
+		}
+		*commit = strings.TrimSpace(string(out))
+	}
+	client, err := rf.pushClient(*reg)
+	if err != nil {
+		return err
+	}
+	v, err := k.verifier(client)
+	if err != nil {
+		return err
+	}
+	opts := []release.Option{release.WithLog(stderr)}
+	if k.key != "" {
+		s, err := k.signer(client)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, release.WithSigner(s))
+	}
+	rep, runErr := release.New(client, v, opts...).Promote(ctx, release.Config{
+		Tag: *tag, Commit: *commit, Registry: *reg, ReleaseRegistry: *releaseReg,
+		Profiles: profiles, Layers: ls, Force: *force,
+	})
+	if rep != nil {
+		data, err := rep.JSON()
+		if err != nil {
+			return err
+		}
+		if *reportFile != "" {
+			if err := os.WriteFile(*reportFile, data, 0o644); err != nil && runErr == nil {
+				runErr = fmt.Errorf("writing %s: %w", *reportFile, err)
+			}
+		}
+		if *jsonOut {
+			_, err = stdout.Write(data)
+		} else {
+			_, err = io.WriteString(stdout, rep.Text())
+		}
+		if err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	return runErr
+}
