@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -20,13 +21,16 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sigstore/cosign/v2/cmd/cosign/cli/rekor"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+	cbundle "github.com/sigstore/cosign/v2/pkg/cosign/bundle"
 	cremote "github.com/sigstore/cosign/v2/pkg/cosign/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 	"github.com/sigstore/cosign/v2/pkg/types"
+	rekorclient "github.com/sigstore/rekor/pkg/generated/client"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/dsse"
@@ -35,6 +39,7 @@ import (
 
 	"github.com/imagemode/imagemode/ci/registry"
 )
+
 
 // PredicateSmoke is the in-toto predicate type of imagemode's VM smoke-test verdicts.
 const PredicateSmoke = "https://imagemode.dev/attestations/smoke-test/v1"
@@ -75,20 +80,79 @@ func parseDigestRef(ref string) (name.Digest, error) {
 	return d, nil
 }
 
-// KeySigner signs with a cosign private key.
+// KeySigner signs with a private key — a cosign key file, or an ephemeral key certified by Fulcio (keyless).
 type KeySigner struct {
-	sv  signature.SignerVerifier
-	reg *registry.Client
+	sv    signature.SignerVerifier
+	reg   *registry.Client
+	cert  []byte
+	chain []byte
+	rekor *rekorclient.Rekor
+}
+
+// SignerOption configures a KeySigner.
+type SignerOption func(*KeySigner) error
+
+// WithCertificate attaches a certificate (and its chain, PEM) for the signing key to every signature.
+func WithCertificate(cert, chain []byte) SignerOption {
+	return func(s *KeySigner) error { s.cert, s.chain = cert, chain; return nil }
+}
+
+// WithTlogUpload uploads every signature to the Rekor transparency log at url (off by default in key mode).
+func WithTlogUpload(url string) SignerOption {
+	return func(s *KeySigner) error {
+		c, err := rekor.NewClient(url)
+		if err != nil {
+			return fmt.Errorf("rekor client for %q: %w", url, err)
+		}
+		s.rekor = c
+		return nil
+	}
 }
 
 // NewKeySigner loads a cosign private key (PEM, "ENCRYPTED SIGSTORE PRIVATE KEY" or a plain PKCS#8/EC key) with its
 // password.
-func NewKeySigner(keyPEM, password []byte, reg *registry.Client) (*KeySigner, error) {
+func NewKeySigner(keyPEM, password []byte, reg *registry.Client, opts ...SignerOption) (*KeySigner, error) {
 	sv, err := cosign.LoadPrivateKey(keyPEM, password, nil)
 	if err != nil {
 		return nil, fmt.Errorf("loading the signing key (wrong password or not a cosign key): %w", redact(err, password))
 	}
-	return &KeySigner{sv: sv, reg: reg}, nil
+	return NewSigner(sv, reg, opts...)
+}
+
+// NewSigner wraps a loaded signer.
+func NewSigner(sv signature.SignerVerifier, reg *registry.Client, opts ...SignerOption) (*KeySigner, error) {
+	s := &KeySigner{sv: sv, reg: reg}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// staticOpts are the certificate and transparency-log parts of a signature or attestation layer.
+func (s *KeySigner) staticOpts(ctx context.Context, sig, signed []byte) ([]static.Option, error) {
+	var opts []static.Option
+	if s.cert != nil {
+		opts = append(opts, static.WithCertChain(s.cert, s.chain))
+	}
+	if s.rekor != nil {
+		pem := s.cert
+		if pem == nil {
+			var err error
+			if pem, err = s.PublicKeyPEM(); err != nil {
+				return nil, err
+			}
+		}
+		h := sha256.New()
+		h.Write(signed)
+		entry, err := cosign.TLogUpload(ctx, s.rekor, sig, h, pem)
+		if err != nil {
+			return nil, fmt.Errorf("uploading to the transparency log: %w", err)
+		}
+		opts = append(opts, static.WithBundle(cbundle.EntryToBundle(entry)))
+	}
+	return opts, nil
 }
 
 // PublicKeyPEM returns the signer's public key.
@@ -123,7 +187,11 @@ func (s *KeySigner) Sign(ctx context.Context, digestRef string) error {
 	if err != nil {
 		return fmt.Errorf("signing %q: %w", digestRef, err)
 	}
-	sig, err := static.NewSignature(pl, base64.StdEncoding.EncodeToString(raw))
+	sopts, err := s.staticOpts(ctx, raw, pl)
+	if err != nil {
+		return fmt.Errorf("signing %q: %w", digestRef, err)
+	}
+	sig, err := static.NewSignature(pl, base64.StdEncoding.EncodeToString(raw), sopts...)
 	if err != nil {
 		return fmt.Errorf("signing %q: %w", digestRef, err)
 	}
@@ -164,8 +232,12 @@ func (s *KeySigner) Attest(ctx context.Context, digestRef, predicateType string,
 	if err != nil {
 		return fmt.Errorf("attesting %q: %w", digestRef, err)
 	}
-	att, err := static.NewAttestation(env, static.WithLayerMediaType(types.DssePayloadType),
-		static.WithAnnotations(map[string]string{"predicateType": predicateType}))
+	aopts := []static.Option{static.WithLayerMediaType(types.DssePayloadType),
+		static.WithAnnotations(map[string]string{"predicateType": predicateType})}
+	if s.cert != nil {
+		aopts = append(aopts, static.WithCertChain(s.cert, s.chain))
+	}
+	att, err := static.NewAttestation(env, aopts...)
 	if err != nil {
 		return fmt.Errorf("attesting %q: %w", digestRef, err)
 	}

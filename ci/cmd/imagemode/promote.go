@@ -58,13 +58,13 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	v, err := k.verifier(client)
+	v, err := k.verifier(ctx, client)
 	if err != nil {
 		return err
 	}
 	opts := []release.Option{release.WithLog(stderr)}
 	if k.key != "" {
-		s, err := k.signer(client)
+		s, err := k.signer(ctx, client)
 		if err != nil {
 			return err
 		}

@@ -15,21 +15,51 @@ import (
 
 // keyFlags select the signing key (private, for sign/attest) or the public key (verify).
 type keyFlags struct {
-	key      string
-	passFile string
-	pubKey   string
+	key        string
+	passFile   string
+	pubKey     string
+	tlogUpload bool
+	rekorURL   string
+	// keyless signing and verification
+	keyless    bool
+	tokenFile  string
+	fulcioURL  string
+	identityRE string
+	issuer     string
 }
 
 func (k *keyFlags) registerPrivate(fs *flag.FlagSet) {
-	fs.StringVar(&k.key, "key", "", "cosign private key file (required)")
+	fs.StringVar(&k.key, "key", "", "cosign private key file (required unless --keyless)")
 	fs.StringVar(&k.passFile, "key-password-file", "", "file holding the key's password (default: $IMAGEMODE_KEY_PASSWORD, else $COSIGN_PASSWORD)")
+	fs.BoolVar(&k.tlogUpload, "tlog-upload", false, "also upload key-mode signatures to the Rekor transparency log")
+	fs.StringVar(&k.rekorURL, "rekor-url", signing.DefaultRekorURL, "Rekor URL (keyless, --tlog-upload)")
+	fs.BoolVar(&k.keyless, "keyless", false, "sign with a Fulcio certificate for an OIDC identity instead of a key (a second, provenance signature; needs the public Sigstore services)")
+	fs.StringVar(&k.tokenFile, "identity-token-file", "", "OIDC identity token for --keyless (default: $IMAGEMODE_OIDC_TOKEN, else minted from GitHub Actions' ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN)")
+	fs.StringVar(&k.fulcioURL, "fulcio-url", signing.DefaultFulcioURL, "Fulcio URL for --keyless")
 }
 
 func (k *keyFlags) registerPublic(fs *flag.FlagSet) {
-	fs.StringVar(&k.pubKey, "public-key", "", "cosign public key file (required)")
+	fs.StringVar(&k.pubKey, "public-key", "", "cosign public key file (or --certificate-identity-regexp for keyless signatures)")
+	fs.StringVar(&k.identityRE, "certificate-identity-regexp", "", "keyless: regular expression the signing certificate's subject must match (e.g. the workflow URI)")
+	fs.StringVar(&k.issuer, "certificate-oidc-issuer", signing.GitHubIssuer, "keyless: the OIDC issuer of the signing certificate")
 }
 
-func (k *keyFlags) signer(reg *registry.Client) (*signing.KeySigner, error) {
+func (k *keyFlags) signer(ctx context.Context, reg *registry.Client) (*signing.KeySigner, error) {
+	if k.keyless {
+		if k.key != "" {
+			return nil, &usageError{msg: "--keyless and --key exclude each other: sign twice for two signatures"}
+		}
+		token, err := secretFrom(k.tokenFile, "IMAGEMODE_OIDC_TOKEN")
+		if err != nil {
+			return nil, fmt.Errorf("--identity-token-file: %w", err)
+		}
+		if token == "" {
+			if token, err = signing.GitHubIDToken(ctx, os.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL"), os.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")); err != nil {
+				return nil, fmt.Errorf("--keyless: no identity token (--identity-token-file, $IMAGEMODE_OIDC_TOKEN) and %w", err)
+			}
+		}
+		return signing.NewKeyless(ctx, token, k.fulcioURL, k.rekorURL, reg)
+	}
 	if k.key == "" {
 		return nil, &usageError{msg: "--key is required: the cosign private key (make one with `imagemode generate-key`)"}
 	}
@@ -44,12 +74,22 @@ func (k *keyFlags) signer(reg *registry.Client) (*signing.KeySigner, error) {
 	if pass == "" && k.passFile == "" {
 		pass = os.Getenv("COSIGN_PASSWORD")
 	}
-	return signing.NewKeySigner(pem, []byte(pass), reg)
+	var opts []signing.SignerOption
+	if k.tlogUpload {
+		opts = append(opts, signing.WithTlogUpload(k.rekorURL))
+	}
+	return signing.NewKeySigner(pem, []byte(pass), reg, opts...)
 }
 
-func (k *keyFlags) verifier(reg *registry.Client) (*signing.KeyVerifier, error) {
+func (k *keyFlags) verifier(ctx context.Context, reg *registry.Client) (signing.Verifier, error) {
+	if k.identityRE != "" {
+		if k.pubKey != "" {
+			return nil, &usageError{msg: "--public-key and --certificate-identity-regexp exclude each other"}
+		}
+		return signing.NewIdentityVerifier(ctx, signing.Identity{Issuer: k.issuer, SubjectRegexp: k.identityRE}, reg)
+	}
 	if k.pubKey == "" {
-		return nil, &usageError{msg: "--public-key is required"}
+		return nil, &usageError{msg: "--public-key is required (or --certificate-identity-regexp for keyless signatures)"}
 	}
 	pem, err := os.ReadFile(k.pubKey)
 	if err != nil {
@@ -116,7 +156,7 @@ func runSign(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	s, err := k.signer(reg)
+	s, err := k.signer(ctx, reg)
 	if err != nil {
 		return err
 	}
@@ -148,7 +188,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	v, err := k.verifier(reg)
+	v, err := k.verifier(ctx, reg)
 	if err != nil {
 		return err
 	}
@@ -195,7 +235,7 @@ func runAttest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	s, err := k.signer(reg)
+	s, err := k.signer(ctx, reg)
 	if err != nil {
 		return err
 	}
@@ -228,7 +268,7 @@ func runVerifyAttestation(ctx context.Context, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	v, err := k.verifier(reg)
+	v, err := k.verifier(ctx, reg)
 	if err != nil {
 		return err
 	}
