@@ -59,6 +59,17 @@ func loadSecret(ctx context.Context, c *lib.Client, s *dagger.Secret) (*lib.Secr
 	return c.LoadSecretFromID(lib.SecretID(id)), nil
 }
 
+func loadFile(ctx context.Context, c *lib.Client, f *dagger.File) (*lib.File, error) {
+	if f == nil {
+		return nil, nil
+	}
+	id, err := f.ID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading a file id: %w", err)
+	}
+	return c.LoadFileFromID(lib.FileID(id)), nil
+}
+
 func loadGit(ctx context.Context, c *lib.Client, g *dagger.GitRepository) (*lib.GitRepository, error) {
 	if g == nil {
 		return nil, nil
@@ -208,9 +219,17 @@ func (m *Imagemode) BuildAll(
 	// crypt(3) hash of bootc-user's password (mkpasswd --method=sha-512); default: the account is locked.
 	// +optional
 	passwordHash *dagger.Secret,
+	// Cosign public key the SOE's hosts require on images from --trusted-namespace: installs
+	// /etc/containers/policy.json (merged with the base image's), registries.d and the key.
+	// +optional
+	trustKey *dagger.File,
+	// Repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry).
+	// +optional
+	trustedNamespace []string,
 ) (*BuildResult, error) {
 	return m.build(ctx, nil, registry, dir, git, profile, baseImage, commit, runID, buildArg, sourceURL, sourceDateEpoch, jobs,
-		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash)
+		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash,
+		trustKey, trustedNamespace)
 }
 
 // Build builds one layer and its ancestors (e.g. homepage builds soe, httpd and homepage), like build-all.
@@ -267,15 +286,23 @@ func (m *Imagemode) Build(
 	// crypt(3) hash of bootc-user's password; default: the account is locked.
 	// +optional
 	passwordHash *dagger.Secret,
+	// Cosign public key the SOE's hosts require (see build-all).
+	// +optional
+	trustKey *dagger.File,
+	// Repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry).
+	// +optional
+	trustedNamespace []string,
 ) (*BuildResult, error) {
 	return m.build(ctx, []string{layer}, registry, dir, git, profile, baseImage, commit, runID, buildArg, "", 0, 0,
-		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash)
+		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash,
+		trustKey, trustedNamespace)
 }
 
 func (m *Imagemode) build(ctx context.Context, only []string, registry string, dir *dagger.Directory, git *dagger.GitRepository,
 	profile, baseImage, commit, runID string, buildArg []string, sourceURL string, sourceDateEpoch, jobs int,
 	registryUsername string, registryPassword *dagger.Secret, baseRegistryUsername string, baseRegistryPassword *dagger.Secret,
 	entitlementCert, entitlementKey, rhsmCa, passwordHash *dagger.Secret,
+	trustKey *dagger.File, trustedNamespace []string,
 ) (*BuildResult, error) {
 	c, err := connect(ctx)
 	if err != nil {
@@ -309,6 +336,10 @@ func (m *Imagemode) build(ctx context.Context, only []string, registry string, d
 		}
 	}
 	in.RegistryAuth.Username, in.BaseRegistryAuth.Username = registryUsername, baseRegistryUsername
+	if in.TrustKey, err = loadFile(ctx, c, trustKey); err != nil {
+		return nil, err
+	}
+	in.TrustedNamespaces = trustedNamespace
 	rep, err := engine.BuildAll(ctx, c, in, os.Stderr)
 	if err != nil {
 		if rep != nil {
@@ -325,4 +356,161 @@ func result(rep *report.Report) (*BuildResult, error) {
 		return nil, err
 	}
 	return &BuildResult{Report: string(b), Table: rep.Table()}, nil
+}
+
+// signInput converts the signing arguments shared by sign, verify and promote.
+func signInput(ctx context.Context, c *lib.Client, images []string, rep string, key, password *dagger.Secret, publicKey *dagger.File,
+	registryUsername string, registryPassword *dagger.Secret) (engine.SignInput, error) {
+	in := engine.SignInput{Images: images, Report: rep, RegistryAuth: engine.Credential{Username: registryUsername}}
+	var err error
+	if in.Key, err = loadSecret(ctx, c, key); err != nil {
+		return in, err
+	}
+	if in.Password, err = loadSecret(ctx, c, password); err != nil {
+		return in, err
+	}
+	if in.RegistryAuth.Password, err = loadSecret(ctx, c, registryPassword); err != nil {
+		return in, err
+	}
+	if in.PublicKey, err = loadFile(ctx, c, publicKey); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+// Sign signs images by digest with a cosign key, in the sha256-<digest>.sig format podman, skopeo and bootc
+// verify. No transparency-log upload.
+// +cache="never"
+func (m *Imagemode) Sign(
+	ctx context.Context,
+	// Cosign private key.
+	key *dagger.Secret,
+	// Password of the key.
+	// +optional
+	password *dagger.Secret,
+	// Images by digest, repository@sha256:... (repeatable).
+	// +optional
+	image []string,
+	// A build-all report (its JSON): every layer of it is signed.
+	// +optional
+	report string,
+	// Username for the images' registry.
+	// +optional
+	registryUsername string,
+	// Password or token for the images' registry.
+	// +optional
+	registryPassword *dagger.Secret,
+) (string, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	in, err := signInput(ctx, c, image, report, key, password, nil, registryUsername, registryPassword)
+	if err != nil {
+		return "", err
+	}
+	return engine.Sign(ctx, in)
+}
+
+// Verify checks that images carry a signature by the key, made for that digest in that repository.
+// +cache="never"
+func (m *Imagemode) Verify(
+	ctx context.Context,
+	// Cosign public key.
+	publicKey *dagger.File,
+	// Images by digest, repository@sha256:... (repeatable).
+	// +optional
+	image []string,
+	// A build-all report (its JSON): every layer of it is verified.
+	// +optional
+	report string,
+	// Username for the images' registry.
+	// +optional
+	registryUsername string,
+	// Password or token for the images' registry.
+	// +optional
+	registryPassword *dagger.Secret,
+) (string, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	in, err := signInput(ctx, c, image, report, nil, nil, publicKey, registryUsername, registryPassword)
+	if err != nil {
+		return "", err
+	}
+	return engine.Verify(ctx, in)
+}
+
+// Promote verifies the candidates of the commit a git tag vX.Y.Z points to — every layer of every profile:
+// revision label, signature, a passing smoke-test attestation for that digest, the chain to its parent — and only
+// then moves the release tags X.Y.Z-<profile>, X.Y-<profile> and <profile>. Returns the promotion report (JSON).
+// +cache="never"
+func (m *Imagemode) Promote(
+	ctx context.Context,
+	// The git tag, vX.Y.Z[-pre].
+	tag string,
+	// Candidates' repository prefix.
+	registry string,
+	// Profiles to promote (repeatable).
+	profile []string,
+	// Cosign public key the candidates are signed with.
+	publicKey *dagger.File,
+	// Containerfiles directory: the layers to promote.
+	// +defaultPath="/containerfiles"
+	dir *dagger.Directory,
+	// The git checkout the tag is resolved in when --commit is not given.
+	// +defaultPath="/"
+	// +optional
+	git *dagger.GitRepository,
+	// Commit the tag points to (default: resolved in the checkout).
+	// +optional
+	commit string,
+	// Copy the promoted digests to this repository prefix and sign them there (needs --key).
+	// +optional
+	releaseRegistry string,
+	// Cosign private key (only with --release-registry).
+	// +optional
+	key *dagger.Secret,
+	// Password of the key.
+	// +optional
+	password *dagger.Secret,
+	// Move an X.Y.Z tag that already points at another digest.
+	// +optional
+	force bool,
+	// Username for the registry.
+	// +optional
+	registryUsername string,
+	// Password or token for the registry.
+	// +optional
+	registryPassword *dagger.Secret,
+) (string, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	si, err := signInput(ctx, c, nil, "", key, password, publicKey, registryUsername, registryPassword)
+	if err != nil {
+		return "", err
+	}
+	si.Registry = registry
+	in := engine.PromoteInput{SignInput: si, Tag: tag, Commit: commit, ReleaseRegistry: releaseRegistry, Profiles: profile, Force: force}
+	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
+		return "", err
+	}
+	if in.Git, err = loadGit(ctx, c, git); err != nil {
+		return "", err
+	}
+	rep, err := engine.Promote(ctx, in, os.Stderr)
+	if rep != nil {
+		out, jerr := rep.JSON()
+		if err != nil {
+			return "", fmt.Errorf("%w\n\n%s", err, rep.Text())
+		}
+		return string(out), jerr
+	}
+	return "", err
 }

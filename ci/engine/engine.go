@@ -18,9 +18,12 @@ import (
 	"github.com/imagemode/imagemode/ci/build/daggerbuild"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/policy"
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/release"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/tags"
 )
 
@@ -54,6 +57,9 @@ type BuildInput struct {
 	EntitlementKey   *dagger.Secret
 	RHSMCA           *dagger.Secret
 	PasswordHash     *dagger.Secret
+	// TrustKey, when set, makes the SOE install the host signature policy for TrustedNamespaces (default: Registry).
+	TrustKey          *dagger.File
+	TrustedNamespaces []string
 }
 
 // localCopy exports dir into a temporary folder of the module's runtime container (not the caller's host) so the
@@ -179,6 +185,19 @@ func BuildAll(ctx context.Context, client *dagger.Client, in BuildInput, log io.
 		RunID: runID, Layers: in.Layers, BuildArgs: args, Secrets: secretIDs, RegistryAuth: authHosts,
 		SourceURL: in.SourceURL,
 	}
+	if in.TrustKey != nil {
+		pub, err := in.TrustKey.Contents(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading --trust-key: %w", err)
+		}
+		ns := in.TrustedNamespaces
+		if len(ns) == 0 {
+			ns = []string{in.Registry}
+		}
+		cfg.Trust = &policy.Config{PublicKey: []byte(pub), Namespaces: ns}
+	} else if len(in.TrustedNamespaces) > 0 {
+		return nil, errors.New("--trusted-namespace needs --trust-key")
+	}
 	builder := daggerbuild.New(client, in.Dir, opts...)
 	return pipeline.New(builder, reg, pipeline.WithLog(log), pipeline.WithJobs(in.Jobs)).BuildAll(ctx, cfg)
 }
@@ -205,4 +224,192 @@ func registryClient(ctx context.Context, pushAuth, baseAuth Credential, registry
 		opts = append(opts, registry.WithCredentials(host, a.cred.Username, pass))
 	}
 	return registry.New(opts...), nil
+}
+
+// SignInput is what sign, verify and promote take from the module.
+type SignInput struct {
+	// Images are digest references; Report, a build-all report (JSON), adds every layer of it.
+	Images []string
+	Report string
+	// Key and Password sign (key mode); PublicKey verifies.
+	Key       *dagger.Secret
+	Password  *dagger.Secret
+	PublicKey *dagger.File
+	// RegistryAuth is for the images' registry.
+	Registry     string
+	RegistryAuth Credential
+}
+
+func (in SignInput) refs() ([]string, error) {
+	out := append([]string(nil), in.Images...)
+	if in.Report != "" {
+		rep, err := report.Parse([]byte(in.Report))
+		if err != nil {
+			return nil, fmt.Errorf("--report: %w", err)
+		}
+		for _, l := range rep.Layers {
+			out = append(out, l.Ref)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no image: pass --image REPOSITORY@sha256:... or --report (the JSON of build-all)")
+	}
+	for _, r := range out {
+		if _, _, err := registry.SplitDigestRef(r); err != nil {
+			return nil, fmt.Errorf("--image %q: signatures are made for digests, never tags: %w", r, err)
+		}
+	}
+	return out, nil
+}
+
+func (in SignInput) client(ctx context.Context) (*registry.Client, error) {
+	ref := in.Registry
+	if ref == "" && len(in.Images) > 0 {
+		ref = in.Images[0]
+	}
+	return registryClient(ctx, in.RegistryAuth, Credential{}, ref, "")
+}
+
+func signer(ctx context.Context, in SignInput, reg *registry.Client) (*signing.KeySigner, error) {
+	if in.Key == nil {
+		return nil, errors.New("--key is required: the cosign private key (a secret)")
+	}
+	key, err := in.Key.Plaintext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading --key: %w", err)
+	}
+	var pass string
+	if in.Password != nil {
+		if pass, err = in.Password.Plaintext(ctx); err != nil {
+			return nil, fmt.Errorf("reading --password: %w", err)
+		}
+	}
+	return signing.NewKeySigner([]byte(key), []byte(pass), reg)
+}
+
+func verifier(ctx context.Context, in SignInput, reg *registry.Client) (*signing.KeyVerifier, error) {
+	if in.PublicKey == nil {
+		return nil, errors.New("--public-key is required")
+	}
+	pub, err := in.PublicKey.Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading --public-key: %w", err)
+	}
+	return signing.NewKeyVerifier([]byte(pub), reg)
+}
+
+// Sign signs every image by digest and returns one line per image.
+func Sign(ctx context.Context, in SignInput) (string, error) {
+	refs, err := in.refs()
+	if err != nil {
+		return "", err
+	}
+	reg, err := in.client(ctx)
+	if err != nil {
+		return "", err
+	}
+	s, err := signer(ctx, in, reg)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, r := range refs {
+		if err := s.Sign(ctx, r); err != nil {
+			return b.String(), err
+		}
+		fmt.Fprintf(&b, "signed %s\n", r)
+	}
+	return b.String(), nil
+}
+
+// Verify verifies every image's signature and fails if any does not verify.
+func Verify(ctx context.Context, in SignInput) (string, error) {
+	refs, err := in.refs()
+	if err != nil {
+		return "", err
+	}
+	reg, err := in.client(ctx)
+	if err != nil {
+		return "", err
+	}
+	v, err := verifier(ctx, in, reg)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	var failed int
+	for _, r := range refs {
+		if err := v.Verify(ctx, r); err != nil {
+			failed++
+			fmt.Fprintf(&b, "FAIL %s: %v\n", r, err)
+			continue
+		}
+		fmt.Fprintf(&b, "OK   %s\n", r)
+	}
+	if failed > 0 {
+		return "", fmt.Errorf("%d of %d image(s) not verified:\n%s", failed, len(refs), b.String())
+	}
+	return b.String(), nil
+}
+
+// PromoteInput is what promote takes.
+type PromoteInput struct {
+	SignInput
+	Dir             *dagger.Directory
+	Tag             string
+	Commit          string
+	Git             *dagger.GitRepository
+	ReleaseRegistry string
+	Profiles        []string
+	Force           bool
+}
+
+// Promote verifies the tag's candidates and moves the release tags; it returns the promotion report (JSON).
+func Promote(ctx context.Context, in PromoteInput, log io.Writer) (*release.Report, error) {
+	local, cleanup, err := localCopy(ctx, in.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	g, err := layers.Open(os.DirFS(local), ".", "containerfiles")
+	if err != nil {
+		return nil, err
+	}
+	var ls []release.Layer
+	for _, lv := range g.Levels() {
+		for _, n := range lv {
+			l, _ := g.Layer(n)
+			ls = append(ls, release.Layer{Name: l.Name, Parent: l.Parent})
+		}
+	}
+	commit := in.Commit
+	if commit == "" {
+		if in.Git == nil {
+			return nil, errors.New("--commit is required when no git checkout is available")
+		}
+		if commit, err = in.Git.Tag(in.Tag).Commit(ctx); err != nil {
+			return nil, fmt.Errorf("resolving the git tag %q (pass --commit): %w", in.Tag, err)
+		}
+	}
+	in.SignInput.Registry = in.Registry
+	reg, err := in.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := verifier(ctx, in.SignInput, reg)
+	if err != nil {
+		return nil, err
+	}
+	opts := []release.Option{release.WithLog(log)}
+	if in.Key != nil {
+		s, err := signer(ctx, in.SignInput, reg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, release.WithSigner(s))
+	}
+	return release.New(reg, v, opts...).Promote(ctx, release.Config{
+		Tag: in.Tag, Commit: commit, Registry: in.Registry, ReleaseRegistry: in.ReleaseRegistry,
+		Profiles: in.Profiles, Layers: ls, Force: in.Force,
+	})
 }

@@ -70,8 +70,8 @@ func (c ca) leaf(t *testing.T, e *env, subject, issuer string) *KeySigner {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		NotBefore:    time.Now().Add(-time.Minute), NotAfter: time.Now().Add(10 * time.Minute),
-		URIs:         []*url.URL{u},
-		KeyUsage:     x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+		URIs:     []*url.URL{u},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
 		ExtraExtensions: []pkix.Extension{
 			{Id: oidIssuerV1, Value: []byte(issuer)},
 			{Id: oidIssuerV2, Value: v2},

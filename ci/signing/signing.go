@@ -40,7 +40,6 @@ import (
 	"github.com/imagemode/imagemode/ci/registry"
 )
 
-
 // PredicateSmoke is the in-toto predicate type of imagemode's VM smoke-test verdicts.
 const PredicateSmoke = "https://imagemode.dev/attestations/smoke-test/v1"
 
