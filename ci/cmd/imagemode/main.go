@@ -28,6 +28,7 @@ func verbs() []verb {
 		{"lint", "check the layer graph and every Containerfile", runLint},
 		{"build-all", "build every layer in dependency order, push each by digest, then write candidate tags", runBuildAll},
 		{"build", "build one layer and its ancestors (--layer)", runBuild},
+		{"smoke", "boot images in QEMU and probe them; with --key, sign the verdicts as attestations", runSmoke},
 		{"sign", "sign images by digest with a cosign key (sha256-<digest>.sig, what bootc verifies)", runSign},
 		{"verify", "verify images' signatures by digest and repository", runVerify},
 		{"attest", "attach a signed in-toto attestation to images by digest", runAttest},

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/signing"
+	"github.com/imagemode/imagemode/ci/smoke"
+	"github.com/imagemode/imagemode/ci/vm"
+)
+
+func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("smoke", "Boot images in QEMU and probe them: the guest reaches multi-user, plus the probes layers.yaml declares for\nthe layer (HTTP pages, MariaDB round trip). Prints a verdict per image; exit status 1 if any fails. With --key,\nthe verdicts are signed as attestations that promotion checks.", stderr)
+	var im imageFlags
+	im.register(fs)
+	dir := fs.String("dir", "containerfiles", "containerfiles directory whose layers.yaml declares the probes")
+	layer := fs.String("layer", "", "the image's layer (default: its io.imagemode.layer label)")
+	mode := fs.String("mode", smoke.ModeEphemeral, "boot mode: ephemeral (the image's kernel and root filesystem, no disk builder)")
+	accelFlag := fs.String("accel", string(vm.AccelAuto), "acceleration: auto (KVM when it works, else TCG), kvm or tcg")
+	deadline := fs.Duration("deadline", 180*time.Second, "time from the VM's start within which every probe must pass")
+	memory := fs.Int("memory", 1536, "guest memory in MiB")
+	parallel := fs.Int("parallel", 1, "VMs at once (TCG on 2 cores: 1)")
+	jsonOut := fs.Bool("json", false, "print the verdicts as JSON")
+	reportFile := fs.String("report", "", "also write the verdicts (JSON) to this file")
+	var k keyFlags
+	k.registerPrivate(fs)
+	var rf registryFlags
+	rf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	accel, err := vm.ParseAccel(*accelFlag)
+	if err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	refs, err := im.refs()
+	if err != nil {
+		return err
+	}
+	g, err := layers.Open(os.DirFS(*dir), ".", *dir)
+	if err != nil {
+		return err
+	}
+	reg, err := rf.pushClient(refs[0])
+	if err != nil {
+		return err
+	}
+	var signer signing.Signer
+	if k.key != "" || k.keyless {
+		s, err := k.signer(ctx, reg)
+		if err != nil {
+			return err
+		}
+		signer = s
+	}
+	specs := make([]smoke.Spec, len(refs))
+	for i, ref := range refs {
+		labels, err := reg.Labels(ctx, ref)
+		if err != nil {
+			return err
+		}
+		name := *layer
+		if name == "" {
+			name = labels[pipeline.LabelLayer]
+		}
+		if name == "" {
+			return &usageError{msg: fmt.Sprintf("%s has no %s label: pass --layer", ref, pipeline.LabelLayer)}
+		}
+		l, ok := g.Layer(name)
+		if !ok {
+			return fmt.Errorf("%s: layer %q is not in %s/%s", ref, name, *dir, layers.GraphFile)
+		}
+		specs[i] = smoke.Spec{Image: ref, Layer: name, Profile: labels[pipeline.LabelProfile], Smoke: l.Smoke,
+			Mode: *mode, Accel: accel, Deadline: *deadline, MemoryMB: *memory}
+	}
+
+	tester := smoke.NewTester(reg, stderr, *parallel)
+	verdicts := make([]smoke.Verdict, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			verdicts[i], errs[i] = tester.Test(ctx, specs[i])
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("smoke test of %s: %w", specs[i].Image, err)
+		}
+	}
+	if signer != nil {
+		for _, v := range verdicts {
+			pred, err := json.Marshal(v)
+			if err != nil {
+				return fmt.Errorf("encoding the verdict: %w", err)
+			}
+			if err := signer.Attest(ctx, v.Image, signing.PredicateSmoke, pred); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "imagemode smoke: attested the %s verdict of %s\n", v.Verdict, v.Image)
+		}
+	}
+	data, err := json.MarshalIndent(verdicts, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the verdicts: %w", err)
+	}
+	if *reportFile != "" {
+		if err := os.WriteFile(*reportFile, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", *reportFile, err)
+		}
+	}
+	if *jsonOut {
+		if _, err := fmt.Fprintf(stdout, "%s\n", data); err != nil {
+			return err
+		}
+	} else {
+		for _, v := range verdicts {
+			printVerdict(stdout, v)
+		}
+	}
+	var failed []string
+	for _, v := range verdicts {
+		if v.Verdict != smoke.Pass {
+			failed = append(failed, v.Layer)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("smoke test FAILED for %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func printVerdict(w io.Writer, v smoke.Verdict) {
+	fmt.Fprintf(w, "%s  %s  %s (%s, %s, %s)\n", strings.ToUpper(v.Verdict), v.Layer, v.Image, v.Mode, v.Accel, time.Duration(v.DurationMS)*time.Millisecond)
+	for _, p := range v.Probes {
+		mark := "ok  "
+		if !p.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s %-12s %6.1fs after boot, %d attempt(s): %s\n", mark, p.Name, float64(p.SinceBootMS)/1000, p.Attempts, p.Detail)
+	}
+	if v.Reason != "" {
+		fmt.Fprintf(w, "  reason: %s\n", v.Reason)
+	}
+	if v.SerialTail != "" {
+		fmt.Fprintf(w, "  serial console (last %d lines):\n", smoke.SerialTailLines)
+		for _, l := range strings.Split(v.SerialTail, "\n") {
+			fmt.Fprintf(w, "    | %s\n", l)
+		}
+	}
+}

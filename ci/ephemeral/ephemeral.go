@@ -1,0 +1,436 @@
+// Package ephemeral turns a bootc image into something QEMU boots directly, without bootc-image-builder: the
+// image's own kernel and initramfs from /usr/lib/modules/<kver>/ and an ext4 root filesystem made from the image's
+// flattened root filesystem with `mkfs.ext4 -d` (no loop mounts, no privileges beyond file ownership). The kernel
+// command line roots the guest on that disk, sends the console to the serial port, sets SELinux permissive (labels
+// do not survive the copy) and panics to a stop, then appends the image's own /usr/lib/bootc/kargs.d arguments.
+package ephemeral
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/imagemode/imagemode/ci/registry"
+)
+
+// BaseCmdline roots the guest on the virtio disk made from the image.
+const BaseCmdline = "root=/dev/vda rw console=ttyS0,115200n8 enforcing=0 panic=-1"
+
+// Boot is a prepared ephemeral boot.
+type Boot struct {
+	// Dir holds the files below; Cleanup removes it.
+	Dir    string
+	Disk   string
+	Kernel string
+	Initrd string
+	// KernelVersion is the /usr/lib/modules folder the kernel came from.
+	KernelVersion string
+	// Kargs are the image's own kernel arguments (kargs.d), appended after BaseCmdline.
+	Kargs []string
+}
+
+// Cmdline is the kernel command line for the boot.
+func (b *Boot) Cmdline() string {
+	return strings.TrimSpace(BaseCmdline + " " + strings.Join(b.Kargs, " "))
+}
+
+// Cleanup removes the boot's files.
+func (b *Boot) Cleanup() error {
+	if err := os.RemoveAll(b.Dir); err != nil {
+		return fmt.Errorf("removing %s: %w", b.Dir, err)
+	}
+	return nil
+}
+
+// File is an extra file written into the root filesystem (e.g. a per-run SSH key for root).
+type File struct {
+	Path    string
+	Content []byte
+	Mode    fs.FileMode
+	UID     int
+	GID     int
+}
+
+// FromImage pulls ref with go-containerregistry, flattens it and prepares the boot in a new folder under workDir.
+func FromImage(ctx context.Context, reg *registry.Client, ref, workDir string, extra ...File) (*Boot, error) {
+	r, err := registry.ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(r, reg.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("pulling %q: %w", ref, err)
+	}
+	dir, err := os.MkdirTemp(workDir, "ephemeral-")
+	if err != nil {
+		return nil, fmt.Errorf("creating a work folder: %w", err)
+	}
+	root := filepath.Join(dir, "rootfs")
+	rc := mutate.Extract(img)
+	err = Untar(rc, root)
+	if cerr := rc.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("unpacking %q: %w", ref, err)
+	}
+	b, err := FromDirectory(ctx, root, dir, extra...)
+	if rerr := os.RemoveAll(root); err == nil && rerr != nil {
+		err = fmt.Errorf("removing the unpacked root filesystem: %w", rerr)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return b, nil
+}
+
+// FromDirectory prepares a boot from an unpacked root filesystem (in Dagger: Container.Rootfs() mounted into the
+// QEMU container). The kernel, initramfs and disk are written to outDir.
+func FromDirectory(ctx context.Context, root, outDir string, extra ...File) (*Boot, error) {
+	kver, err := kernelVersion(root)
+	if err != nil {
+		return nil, err
+	}
+	b := &Boot{Dir: outDir, KernelVersion: kver,
+		Kernel: filepath.Join(outDir, "vmlinuz"), Initrd: filepath.Join(outDir, "initramfs.img"), Disk: filepath.Join(outDir, "root.raw")}
+	mod := filepath.Join(root, "usr", "lib", "modules", kver)
+	if err := copyFile(filepath.Join(mod, "vmlinuz"), b.Kernel); err != nil {
+		return nil, err
+	}
+	if err := copyFile(filepath.Join(mod, "initramfs.img"), b.Initrd); err != nil {
+		return nil, err
+	}
+	if b.Kargs, err = readKargs(filepath.Join(root, "usr", "lib", "bootc", "kargs.d")); err != nil {
+		return nil, err
+	}
+	for _, f := range extra {
+		if err := writeExtra(root, f); err != nil {
+			return nil, err
+		}
+	}
+	size, err := treeSize(root)
+	if err != nil {
+		return nil, err
+	}
+	// Room for the guest to write (journal, MariaDB's files): a quarter more plus 768 MiB.
+	mib := size/(1<<20)*5/4 + 768
+	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-L", "root", "-d", root, b.Disk, fmt.Sprintf("%dM", mib))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("mkfs.ext4 -d (apt-get install e2fsprogs): %w\n%s", err, out)
+	}
+	return b, nil
+}
+
+// kernelVersion finds the one kernel under /usr/lib/modules that has a vmlinuz, as bootc images ship it.
+func kernelVersion(root string) (string, error) {
+	ents, err := os.ReadDir(filepath.Join(root, "usr", "lib", "modules"))
+	if err != nil {
+		return "", fmt.Errorf("the image has no /usr/lib/modules: not a bootc image (%w)", err)
+	}
+	var found []string
+	for _, e := range ents {
+		if _, err := os.Stat(filepath.Join(root, "usr", "lib", "modules", e.Name(), "vmlinuz")); err == nil {
+			found = append(found, e.Name())
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", errors.New("the image has no kernel: no /usr/lib/modules/<version>/vmlinuz")
+	case 1:
+		return found[0], nil
+	}
+	sort.Strings(found)
+	return "", fmt.Errorf("the image has %d kernels (%s): a bootc image ships exactly one", len(found), strings.Join(found, ", "))
+}
+
+var kargsRE = regexp.MustCompile(`(?m)^\s*kargs\s*=\s*\[(.*)\]`)
+var quotedRE = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"`)
+
+// readKargs reads kargs = ["a", "b"] from every kargs.d/*.toml, in file-name order (as bootc does).
+func readKargs(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", dir, err)
+	}
+	var names []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".toml") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	var out []string
+	for _, n := range names {
+		data, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", n, err)
+		}
+		for _, m := range kargsRE.FindAllStringSubmatch(string(data), -1) {
+			for _, q := range quotedRE.FindAllStringSubmatch(m[1], -1) {
+				out = append(out, q[1])
+			}
+		}
+	}
+	return out, nil
+}
+
+func writeExtra(root string, f File) error {
+	p, err := SecureJoin(root, f.Path)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", path.Dir(f.Path), err)
+	}
+	mode := f.Mode
+	if mode == 0 {
+		mode = 0o644
+	}
+	if err := os.WriteFile(p, f.Content, mode); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Path, err)
+	}
+	if err := os.Lchown(p, f.UID, f.GID); err != nil {
+		return fmt.Errorf("chown %s: %w", f.Path, err)
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", src, err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", dst, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", dst, err)
+	}
+	return nil
+}
+
+func treeSize(root string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		total += info.Size() + 4096
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("measuring %s: %w", root, err)
+	}
+	return total, nil
+}
+
+// SecureJoin resolves name inside root as if root were "/", following symlinks without ever leaving root.
+func SecureJoin(root, name string) (string, error) {
+	parts := strings.Split(path.Clean("/"+filepath.ToSlash(name)), "/")
+	cur := root
+	hops := 0
+	for i := 0; i < len(parts); i++ {
+		p := parts[i]
+		if p == "" || p == "." {
+			continue
+		}
+		if p == ".." {
+			if cur != root {
+				cur = filepath.Dir(cur)
+			}
+			continue
+		}
+		next := filepath.Join(cur, p)
+		fi, err := os.Lstat(next)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 || i == len(parts)-1 {
+			cur = next
+			continue
+		}
+		if hops++; hops > 40 {
+			return "", fmt.Errorf("too many symlinks resolving %s", name)
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", fmt.Errorf("reading the symlink %s: %w", next, err)
+		}
+		rest := parts[i+1:]
+		if path.IsAbs(target) {
+			cur = root
+		}
+		parts = append(strings.Split(target, "/"), rest...)
+		i = -1
+	}
+	return cur, nil
+}
+
+// Untar unpacks a (flattened) image tar stream into dir, keeping owners, modes, symlinks, hard links and device
+// nodes. It must run as root to keep ownership. Extended attributes (SELinux labels, file capabilities) are not
+// kept: guests boot with SELinux permissive.
+func Untar(r io.Reader, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	type dirMode struct {
+		path string
+		mode fs.FileMode
+	}
+	var dirs []dirMode
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading the image: %w", err)
+		}
+		name := path.Clean("/" + h.Name)
+		if name == "/" {
+			continue
+		}
+		parent, err := SecureJoin(dir, path.Dir(name))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", path.Dir(name), err)
+		}
+		target := filepath.Join(parent, path.Base(name))
+		mode := fs.FileMode(h.Mode).Perm()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return fmt.Errorf("creating %s: %w", name, err)
+			}
+			dirs = append(dirs, dirMode{target, fs.FileMode(h.Mode)})
+		case tar.TypeReg:
+			if err := removeExisting(target); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+			if err != nil {
+				return fmt.Errorf("creating %s: %w", name, err)
+			}
+			if _, err := io.Copy(f, tr); err != nil {
+				f.Close()
+				return fmt.Errorf("writing %s: %w", name, err)
+			}
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("writing %s: %w", name, err)
+			}
+		case tar.TypeSymlink:
+			if err := removeExisting(target); err != nil {
+				return err
+			}
+			if err := os.Symlink(h.Linkname, target); err != nil {
+				return fmt.Errorf("creating the symlink %s: %w", name, err)
+			}
+		case tar.TypeLink:
+			src, err := SecureJoin(dir, h.Linkname)
+			if err != nil {
+				return err
+			}
+			if err := removeExisting(target); err != nil {
+				return err
+			}
+			if err := os.Link(src, target); err != nil {
+				return fmt.Errorf("creating the hard link %s: %w", name, err)
+			}
+			continue
+		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+			if err := removeExisting(target); err != nil {
+				return err
+			}
+			kind := map[byte]uint32{tar.TypeChar: syscall.S_IFCHR, tar.TypeBlock: syscall.S_IFBLK, tar.TypeFifo: syscall.S_IFIFO}[h.Typeflag]
+			dev := int((h.Devmajor << 8) | (h.Devminor & 0xff) | ((h.Devminor &^ 0xff) << 12))
+			if err := syscall.Mknod(target, kind|uint32(mode), dev); err != nil {
+				return fmt.Errorf("creating the device %s: %w", name, err)
+			}
+		default:
+			continue
+		}
+		if err := os.Lchown(target, h.Uid, h.Gid); err != nil {
+			return fmt.Errorf("setting the owner of %s (unpacking needs root): %w", name, err)
+		}
+		if h.Typeflag != tar.TypeSymlink && h.Typeflag != tar.TypeDir {
+			// After chown: chown clears set-uid bits.
+			if err := os.Chmod(target, fileMode(h)); err != nil {
+				return fmt.Errorf("setting the mode of %s: %w", name, err)
+			}
+		}
+	}
+	// Directory modes last, deepest first, so that read-only directories do not block their own contents.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chmod(dirs[i].path, dirs[i].mode.Perm()|specialBits(dirs[i].mode)); err != nil {
+			return fmt.Errorf("setting the mode of %s: %w", dirs[i].path, err)
+		}
+	}
+	return nil
+}
+
+func fileMode(h *tar.Header) fs.FileMode {
+	m := fs.FileMode(h.Mode)
+	return m.Perm() | specialBits(m)
+}
+
+func specialBits(m fs.FileMode) fs.FileMode {
+	// tar modes carry the set-uid, set-gid and sticky bits as octal 04000, 02000, 01000.
+	raw := uint32(m)
+	var out fs.FileMode
+	if raw&0o4000 != 0 {
+		out |= fs.ModeSetuid
+	}
+	if raw&0o2000 != 0 {
+		out |= fs.ModeSetgid
+	}
+	if raw&0o1000 != 0 {
+		out |= fs.ModeSticky
+	}
+	return out
+}
+
+func removeExisting(p string) error {
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checking %s: %w", p, err)
+	}
+	if fi.IsDir() {
+		return nil
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("replacing %s: %w", p, err)
+	}
+	return nil
+}

@@ -1,0 +1,263 @@
+package smoke
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imagemode/imagemode/ci/ephemeral"
+	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/vm"
+)
+
+// Modes.
+const (
+	ModeEphemeral = "ephemeral"
+	ModeDisk      = "disk"
+)
+
+// SerialTailLines is how much of the serial console a failed verdict keeps.
+const SerialTailLines = 40
+
+// fatalMarkers mark guests that will never come up.
+var fatalMarkers = []string{"Kernel panic - not syncing", "Gave up waiting for root", "emergency mode"}
+
+// Probes returns the probes of a layer: always multi-user, plus what layers.yaml declares.
+func Probes(s layers.Smoke) ([]Probe, error) {
+	out := []Probe{MultiUser{}}
+	for _, h := range s.HTTP {
+		out = append(out, HTTP{Path: h.Path, Status: h.Status, Expect: h.Expect})
+	}
+	if s.MariaDB {
+		m, err := NewMariaDB()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// RunOptions tune how probes are retried.
+type RunOptions struct {
+	// Deadline bounds the whole run from the VM's start.
+	Deadline time.Duration
+	// Interval is the pause between attempts of one probe.
+	Interval time.Duration
+}
+
+// guest is what Run needs of a VM.
+type guest interface {
+	Target
+	Started() time.Time
+	Exited() <-chan struct{}
+	ExitError() error
+}
+
+// Run retries every probe concurrently until it passes or the deadline (counted from the VM's start) passes. It
+// stops early when the guest cannot come up: QEMU exited, or the console shows a kernel panic or emergency mode.
+func Run(ctx context.Context, g guest, probes []Probe, o RunOptions) ([]ProbeResult, error) {
+	if o.Interval == 0 {
+		o.Interval = time.Second
+	}
+	ctx, cancel := context.WithDeadline(ctx, g.Started().Add(o.Deadline))
+	defer cancel()
+	results := make([]ProbeResult, len(probes))
+	var fatal error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, p := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := ProbeResult{Name: p.Name()}
+			var last error
+			for {
+				r.Attempts++
+				detail, err := p.Check(ctx, g)
+				if err == nil {
+					r.OK, r.Detail = true, detail
+					r.SinceBootMS = time.Since(g.Started()).Milliseconds()
+					break
+				}
+				last = err
+				select {
+				case <-ctx.Done():
+				case <-time.After(o.Interval):
+				}
+				if ctx.Err() != nil {
+					r.Detail = last.Error()
+					break
+				}
+			}
+			results[i] = r
+		}()
+	}
+	// Watch for guests that will never answer.
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-g.Exited():
+				mu.Lock()
+				fatal = g.ExitError()
+				mu.Unlock()
+				cancel()
+				return
+			case <-t.C:
+				s := g.Serial()
+				for _, m := range fatalMarkers {
+					if strings.Contains(s, m) {
+						mu.Lock()
+						fatal = fmt.Errorf("the guest cannot come up: its console shows %q", m)
+						mu.Unlock()
+						cancel()
+						return
+					}
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	cancel()
+	<-watchDone
+	mu.Lock()
+	defer mu.Unlock()
+	return results, fatal
+}
+
+// Spec is one smoke test.
+type Spec struct {
+	// Image is the image by digest (repository@sha256:...).
+	Image string
+	// Layer names the layer (for the verdict) and Smoke its declared probes.
+	Layer   string
+	Profile string
+	Smoke   layers.Smoke
+	Mode    string
+	Accel   vm.Accel
+	// Deadline bounds boot plus probes (default 180 s).
+	Deadline time.Duration
+	MemoryMB int
+	// WorkDir holds the boot files (default: the system temp dir).
+	WorkDir string
+	// Extra files written into the ephemeral root filesystem (e.g. an SSH key for root).
+	Extra []ephemeral.File
+}
+
+// Tester runs smoke tests.
+type Tester struct {
+	reg  *registry.Client
+	log  io.Writer
+	pool *vm.Pool
+}
+
+// NewTester returns a Tester running at most parallel VMs at once.
+func NewTester(reg *registry.Client, log io.Writer, parallel int) *Tester {
+	if log == nil {
+		log = io.Discard
+	}
+	return &Tester{reg: reg, log: log, pool: vm.NewPool(parallel)}
+}
+
+func (t *Tester) logf(format string, args ...any) {
+	fmt.Fprintf(t.log, "imagemode smoke: "+format+"\n", args...)
+}
+
+// Test boots the image and returns its verdict. An error means the test could not be run (image unreadable, QEMU
+// missing); a guest that does not pass yields a Fail verdict, not an error.
+func (t *Tester) Test(ctx context.Context, s Spec) (Verdict, error) {
+	start := time.Now()
+	_, digest, err := registry.SplitDigestRef(s.Image)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("smoke tests run on digests: %w", err)
+	}
+	if s.Mode == "" {
+		s.Mode = ModeEphemeral
+	}
+	if s.Mode != ModeEphemeral {
+		return Verdict{}, fmt.Errorf("mode %q: the host CLI boots ephemeral VMs; disk mode runs bootc-image-builder in Dagger (dagger call smoke-test --disk)", s.Mode)
+	}
+	if s.Deadline == 0 {
+		s.Deadline = 180 * time.Second
+	}
+	release, ok := t.pool.Acquire(ctx.Done())
+	defer release()
+	if !ok {
+		return Verdict{}, ctx.Err()
+	}
+	v := Verdict{Image: s.Image, Digest: digest, Layer: s.Layer, Profile: s.Profile, Mode: s.Mode, Started: start.UTC()}
+	t.logf("%s: preparing an ephemeral boot of %s", s.Layer, s.Image)
+	boot, err := ephemeral.FromImage(ctx, t.reg, s.Image, s.WorkDir, s.Extra...)
+	if err != nil {
+		return Verdict{}, err
+	}
+	defer func() {
+		if err := boot.Cleanup(); err != nil {
+			t.logf("%v", err)
+		}
+	}()
+	probes, err := Probes(s.Smoke)
+	if err != nil {
+		return Verdict{}, err
+	}
+	cfg := vm.Config{Kernel: boot.Kernel, Initrd: boot.Initrd, Append: boot.Cmdline(), Disk: boot.Disk, Format: "raw",
+		Snapshot: true, NoReboot: true, MemoryMB: s.MemoryMB, Credentials: map[string]string{}}
+	ports := map[int]bool{}
+	for _, p := range probes {
+		for _, gp := range p.GuestPorts() {
+			if !ports[gp] {
+				ports[gp] = true
+				cfg.Forwards = append(cfg.Forwards, vm.Forward{Guest: gp})
+			}
+		}
+		if m, ok := p.(MariaDB); ok {
+			cfg.Credentials[CredentialName] = m.Credential()
+		}
+	}
+	machine, err := vm.Start(ctx, cfg, s.Accel)
+	if err != nil {
+		return Verdict{}, err
+	}
+	v.Accel = string(machine.Accel())
+	t.logf("%s: booting (%s, kernel %s, %q)", s.Layer, machine.Accel(), boot.KernelVersion, boot.Cmdline())
+	results, fatal := Run(ctx, machine, probes, RunOptions{Deadline: s.Deadline})
+	serial := machine.Serial()
+	if err := machine.Close(); err != nil {
+		return Verdict{}, err
+	}
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return Verdict{}, ctx.Err()
+	}
+	v.Probes = results
+	v.DurationMS = time.Since(start).Milliseconds()
+	v.Verdict = Pass
+	var failed []string
+	for _, r := range results {
+		if !r.OK {
+			failed = append(failed, r.Name+": "+r.Detail)
+		}
+	}
+	switch {
+	case fatal != nil:
+		v.Verdict, v.Reason = Fail, fatal.Error()
+	case len(failed) > 0:
+		v.Verdict = Fail
+		v.Reason = fmt.Sprintf("not passed within %s: %s", s.Deadline, strings.Join(failed, "; "))
+	}
+	if v.Verdict == Fail {
+		v.SerialTail = vm.Tail(serial, SerialTailLines)
+	}
+	t.logf("%s: %s in %s", s.Layer, strings.ToUpper(v.Verdict), time.Duration(v.DurationMS)*time.Millisecond)
+	return v, nil
+}
