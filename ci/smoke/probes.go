@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -19,10 +18,10 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// Target is what probes reach: host ports forwarded to the guest, and its serial console.
+// Target is what probes reach: addresses forwarded to the guest's ports, and its serial console.
 type Target interface {
-	// HostPort returns the 127.0.0.1 port forwarded to guest port p.
-	HostPort(p int) int
+	// Addr returns the host:port forwarded to guest port p.
+	Addr(p int) string
 	// Serial returns the serial console so far.
 	Serial() string
 }
@@ -89,7 +88,7 @@ func (h HTTP) GuestPorts() []int { return []int{h.port()} }
 
 // Check implements Probe.
 func (h HTTP) Check(ctx context.Context, t Target) (string, error) {
-	url := "http://127.0.0.1:" + strconv.Itoa(t.HostPort(h.port())) + h.path()
+	url := "http://" + t.Addr(h.port()) + h.path()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -164,7 +163,7 @@ func (MariaDB) GuestPorts() []int { return []int{3306} }
 func (m MariaDB) Check(ctx context.Context, t Target) (string, error) {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd = m.User, m.Password
-	cfg.Net, cfg.Addr = "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(t.HostPort(3306)))
+	cfg.Net, cfg.Addr = "tcp", t.Addr(3306)
 	cfg.DBName = "imagemode_smoke"
 	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 5*time.Second, 10*time.Second, 10*time.Second
 	conn, err := mysql.NewConnector(cfg)

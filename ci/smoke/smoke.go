@@ -51,8 +51,8 @@ type RunOptions struct {
 	Interval time.Duration
 }
 
-// guest is what Run needs of a VM.
-type guest interface {
+// booted is what Run needs of a VM.
+type booted interface {
 	Target
 	Started() time.Time
 	Exited() <-chan struct{}
@@ -61,7 +61,7 @@ type guest interface {
 
 // Run retries every probe concurrently until it passes or the deadline (counted from the VM's start) passes. It
 // stops early when the guest cannot come up: QEMU exited, or the console shows a kernel panic or emergency mode.
-func Run(ctx context.Context, g guest, probes []Probe, o RunOptions) ([]ProbeResult, error) {
+func Run(ctx context.Context, g booted, probes []Probe, o RunOptions) ([]ProbeResult, error) {
 	if o.Interval == 0 {
 		o.Interval = time.Second
 	}

@@ -291,6 +291,9 @@ func (v *VM) HostPort(p int) int {
 	return 0
 }
 
+// Addr returns 127.0.0.1:<host port> forwarded to guest port p.
+func (v *VM) Addr(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(v.HostPort(p))) }
+
 // Exited is closed when QEMU has exited.
 func (v *VM) Exited() <-chan struct{} { return v.exited }
 

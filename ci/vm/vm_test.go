@@ -1,0 +1,89 @@
+package vm
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test -update once)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs:\n--- got\n%s--- want\n%s", name, got, want)
+	}
+}
+
+func TestArgsEphemeral(t *testing.T) {
+	c := Config{
+		Kernel: "/w/vmlinuz", Initrd: "/w/initramfs.img", Append: "root=/dev/vda rw console=ttyS0,115200n8",
+		Disk: "/w/root.raw", Format: "raw", Snapshot: true, NoReboot: true, MemoryMB: 2048, CPUs: 2,
+		Forwards:    []Forward{{Guest: 80, Host: 18080}, {Guest: 3306, Host: 13306}, {Guest: 22, Host: 2222, Bind: "0.0.0.0"}},
+		Credentials: map[string]string{"imagemode.mariadb-user": "smoke:abc", "a.b": "x,y"},
+	}
+	golden(t, "ephemeral-tcg.args", strings.Join(c.Args(AccelTCG, "/w/serial.log", "/w/qmp.sock"), "\n")+"\n")
+}
+
+func TestArgsDisk(t *testing.T) {
+	c := Config{Disk: "/w/disk.qcow2", Format: "qcow2"}
+	golden(t, "disk-kvm.args", strings.Join(c.Args(AccelKVM, "/w/serial.log", "/w/qmp.sock"), "\n")+"\n")
+}
+
+func TestParseAccel(t *testing.T) {
+	for in, want := range map[string]Accel{"": AccelAuto, "auto": AccelAuto, "kvm": AccelKVM, "tcg": AccelTCG} {
+		got, err := ParseAccel(in)
+		if err != nil || got != want {
+			t.Errorf("ParseAccel(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := ParseAccel("hvf"); err == nil || !strings.Contains(err.Error(), "--accel \"hvf\"") {
+		t.Errorf("ParseAccel(hvf): %v", err)
+	}
+}
+
+func TestTail(t *testing.T) {
+	if got := Tail("a\nb\nc\nd\n", 2); got != "c\nd" {
+		t.Errorf("Tail = %q", got)
+	}
+	w := &tailWriter{max: 2}
+	for _, s := range []string{"one\ntw", "o\nthree\nfo"} {
+		if _, err := w.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := w.String(); got != "two\nthree\nfo" {
+		t.Errorf("tailWriter = %q", got)
+	}
+}
+
+func TestPool(t *testing.T) {
+	p := NewPool(1)
+	done := make(chan struct{})
+	release, ok := p.Acquire(done)
+	if !ok {
+		t.Fatal("first acquire failed")
+	}
+	close(done)
+	if _, ok := p.Acquire(done); ok {
+		t.Error("a second slot was granted from a pool of one")
+	}
+	release()
+	if r, ok := p.Acquire(make(chan struct{})); !ok {
+		t.Error("the released slot was not granted")
+	} else {
+		r()
+	}
+}
