@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	lib "dagger.io/dagger"
 
@@ -513,4 +514,118 @@ func (m *Imagemode) Promote(
 		return string(out), jerr
 	}
 	return "", err
+}
+
+// SmokeTest boots images in QEMU (in a service container) and probes them: the guest reaches multi-user, plus the
+// probes layers.yaml declares (HTTP pages, MariaDB round trip); in disk mode also bootc status shows the tested
+// digest booted and no unit failed. Returns the verdicts (JSON); with --key each verdict is attested, and
+// promotion requires a passing one. A failing verdict fails the function.
+// +cache="never"
+func (m *Imagemode) SmokeTest(
+	ctx context.Context,
+	// Images by digest, repository@sha256:... (repeatable).
+	// +optional
+	image []string,
+	// A build-all report (its JSON): every layer of it is tested.
+	// +optional
+	report string,
+	// Containerfiles directory: the layers' probes.
+	// +defaultPath="/containerfiles"
+	dir *dagger.Directory,
+	// Boot a bootc-image-builder disk (release fidelity) instead of the image's own kernel and root filesystem.
+	// +optional
+	disk bool,
+	// Disk builder image: quay.io/centos-bootc/bootc-image-builder, registry.redhat.io/rhelN/bootc-image-builder
+	// or ghcr.io/osbuild/image-builder-cli.
+	// +optional
+	diskBuilder string,
+	// Acceleration: auto (KVM when it initialises, else TCG), kvm or tcg.
+	// +default="auto"
+	accel string,
+	// Seconds from the VM's start within which every probe must pass.
+	// +default=240
+	deadline int,
+	// Cosign private key: attest each verdict.
+	// +optional
+	key *dagger.Secret,
+	// Password of the key.
+	// +optional
+	password *dagger.Secret,
+	// Username for the images' registry.
+	// +optional
+	registryUsername string,
+	// Password or token for the images' registry.
+	// +optional
+	registryPassword *dagger.Secret,
+) (string, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	si, err := signInput(ctx, c, image, report, key, password, nil, registryUsername, registryPassword)
+	if err != nil {
+		return "", err
+	}
+	in := engine.SmokeInput{SignInput: si, Disk: disk, DiskBuilder: diskBuilder, Accel: accel, Deadline: time.Duration(deadline) * time.Second}
+	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
+		return "", err
+	}
+	verdicts, err := engine.SmokeTest(ctx, c, in, os.Stderr)
+	if err != nil {
+		return "", err
+	}
+	out, err := json.MarshalIndent(verdicts, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encoding the verdicts: %w", err)
+	}
+	for _, v := range verdicts {
+		if v.Verdict != "pass" {
+			return "", fmt.Errorf("smoke test FAILED for %s: %s\n%s", v.Layer, v.Reason, out)
+		}
+	}
+	return string(out) + "\n", nil
+}
+
+// DiskImage builds a qcow2 disk of an image with bootc-image-builder (or image-builder): the image is pulled by
+// digest into the builder's containers-storage and installed following --follow (a tag, so bootc upgrade works),
+// with bootc-user and the given SSH key. Export it with `dagger call disk-image ... export --path disk.qcow2`.
+// +cache="never"
+func (m *Imagemode) DiskImage(
+	ctx context.Context,
+	// Image by digest, repository@sha256:...
+	image string,
+	// Tag reference the installed host follows for bootc upgrade, e.g. ghcr.io/acme/imagemode/homepage:centos-stream-9.
+	follow string,
+	// OpenSSH public key for bootc-user.
+	sshKey string,
+	// Disk builder image.
+	// +default="quay.io/centos-bootc/bootc-image-builder:latest"
+	diskBuilder string,
+	// Username for the image's registry.
+	// +optional
+	registryUsername string,
+	// Password or token for the image's registry.
+	// +optional
+	registryPassword *dagger.Secret,
+) (*dagger.File, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rp, err := loadSecret(ctx, c, registryPassword)
+	if err != nil {
+		return nil, err
+	}
+	f, err := engine.DiskImage(ctx, c, engine.DiskInput{Image: image, Follow: follow, Builder: diskBuilder, SSHKey: sshKey,
+		RegistryAuth: engine.Credential{Username: registryUsername, Password: rp}})
+	if err != nil {
+		return nil, err
+	}
+	id, err := f.ID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the disk's id: %w", err)
+	}
+	return dag.LoadFileFromID(dagger.FileID(id)), nil
 }

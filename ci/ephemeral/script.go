@@ -32,24 +32,17 @@ func Script(o ScriptOptions) (string, error) {
 	c := o.VM
 	c.Kernel, c.Initrd, c.Disk, c.Format, c.Snapshot = o.Work+"/vmlinuz", o.Work+"/initramfs.img", o.Work+"/root.raw", "raw", true
 	c.Append = "@CMDLINE@"
-	accel := o.Accel
-	if accel == "" || accel == vm.AccelAuto {
-		accel = "kvm -accel tcg" // QEMU uses the first accelerator that initialises
+	serial := "file:" + o.Work + "/serial.log"
+	if o.SerialPort != 0 {
+		serial = fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", o.SerialPort)
 	}
-	serial := o.Work + "/serial.log"
-	args := c.Args(accel, serial, o.Work+"/qmp.sock")
 	var quoted []string
-	for _, a := range args {
-		switch {
-		case a == "@CMDLINE@":
+	for _, a := range c.Args(o.Accel, serial, o.Work+"/qmp.sock") {
+		if a == "@CMDLINE@" {
 			quoted = append(quoted, `"$cmdline"`)
-		case a == "kvm -accel tcg":
-			quoted = append(quoted, "kvm", "-accel", "tcg")
-		case o.SerialPort != 0 && a == "file:"+serial:
-			quoted = append(quoted, fmt.Sprintf("'tcp:0.0.0.0:%d,server=on,wait=off'", o.SerialPort))
-		default:
-			quoted = append(quoted, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+			continue
 		}
+		quoted = append(quoted, ShellQuote(a))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `set -eu
@@ -69,3 +62,6 @@ exec qemu-system-x86_64 %[4]s
 `, o.Rootfs, o.Work, BaseCmdline, strings.Join(quoted, " "))
 	return b.String(), nil
 }
+
+// ShellQuote quotes s for a POSIX shell.
+func ShellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

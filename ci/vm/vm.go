@@ -75,8 +75,10 @@ type Config struct {
 	Dir string
 }
 
-// Args returns QEMU's argument vector for accel (kvm or tcg), with the host ports already chosen.
-func (c Config) Args(accel Accel, serialLog, qmpSocket string) []string {
+// Args returns QEMU's argument vector, with the host ports already chosen. accel is kvm or tcg; auto asks QEMU to
+// use KVM and fall back to TCG when KVM does not initialise (inside containers, where the failure watch of Start
+// is not available). serial is a QEMU character device ("file:PATH", "tcp:HOST:PORT,server=on,wait=off").
+func (c Config) Args(accel Accel, serial, qmpSocket string) []string {
 	mem, cpus := c.MemoryMB, c.CPUs
 	if mem == 0 {
 		mem = 1536
@@ -84,17 +86,21 @@ func (c Config) Args(accel Accel, serialLog, qmpSocket string) []string {
 	if cpus == 0 {
 		cpus = 2
 	}
-	args := []string{
-		"-machine", "q35",
-		"-accel", string(accel),
+	args := []string{"-machine", "q35"}
+	if accel == AccelAuto || accel == "" {
+		args = append(args, "-accel", "kvm", "-accel", "tcg")
+	} else {
+		args = append(args, "-accel", string(accel))
+	}
+	args = append(args,
 		"-m", strconv.Itoa(mem),
 		"-smp", strconv.Itoa(cpus),
 		"-display", "none",
 		"-vga", "none",
-		"-serial", "file:" + serialLog,
-		"-qmp", "unix:" + qmpSocket + ",server=on,wait=off",
+		"-serial", serial,
+		"-qmp", "unix:"+qmpSocket+",server=on,wait=off",
 		"-device", "virtio-rng-pci",
-	}
+	)
 	if c.NoReboot {
 		args = append(args, "-no-reboot")
 	}
@@ -233,7 +239,7 @@ func start(ctx context.Context, cfg Config, accel Accel) (*VM, error) {
 		v.cleanupDir()
 		return nil, fmt.Errorf("creating the serial log: %w", err)
 	}
-	args := cfg.Args(accel, v.serial, v.qmp)
+	args := cfg.Args(accel, "file:"+v.serial, v.qmp)
 	v.cmd = exec.Command(cfg.Binary, args...)
 	v.cmd.Stdout = v.stderr
 	v.cmd.Stderr = v.stderr

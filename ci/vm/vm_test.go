@@ -34,12 +34,12 @@ func TestArgsEphemeral(t *testing.T) {
 		Forwards:    []Forward{{Guest: 80, Host: 18080}, {Guest: 3306, Host: 13306}, {Guest: 22, Host: 2222, Bind: "0.0.0.0"}},
 		Credentials: map[string]string{"imagemode.mariadb-user": "smoke:abc", "a.b": "x,y"},
 	}
-	golden(t, "ephemeral-tcg.args", strings.Join(c.Args(AccelTCG, "/w/serial.log", "/w/qmp.sock"), "\n")+"\n")
+	golden(t, "ephemeral-tcg.args", strings.Join(c.Args(AccelTCG, "file:/w/serial.log", "/w/qmp.sock"), "\n")+"\n")
 }
 
 func TestArgsDisk(t *testing.T) {
 	c := Config{Disk: "/w/disk.qcow2", Format: "qcow2"}
-	golden(t, "disk-kvm.args", strings.Join(c.Args(AccelKVM, "/w/serial.log", "/w/qmp.sock"), "\n")+"\n")
+	golden(t, "disk-auto.args", strings.Join(c.Args(AccelAuto, "tcp:0.0.0.0:4444,server=on,wait=off", "/w/qmp.sock"), "\n")+"\n")
 }
 
 func TestParseAccel(t *testing.T) {
