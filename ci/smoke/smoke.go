@@ -109,21 +109,22 @@ func Run(ctx context.Context, g booted, probes []Probe, o RunOptions) ([]ProbeRe
 			case <-ctx.Done():
 				return
 			case <-g.Exited():
+				err := g.ExitError()
+				if m := fatalMarker(g.Serial()); m != "" {
+					err = fmt.Errorf("the guest cannot come up: its console shows %q; %w", m, err)
+				}
 				mu.Lock()
-				fatal = g.ExitError()
+				fatal = err
 				mu.Unlock()
 				cancel()
 				return
 			case <-t.C:
-				s := g.Serial()
-				for _, m := range fatalMarkers {
-					if strings.Contains(s, m) {
-						mu.Lock()
-						fatal = fmt.Errorf("the guest cannot come up: its console shows %q", m)
-						mu.Unlock()
-						cancel()
-						return
-					}
+				if m := fatalMarker(g.Serial()); m != "" {
+					mu.Lock()
+					fatal = fmt.Errorf("the guest cannot come up: its console shows %q", m)
+					mu.Unlock()
+					cancel()
+					return
 				}
 			}
 		}
@@ -134,6 +135,15 @@ func Run(ctx context.Context, g booted, probes []Probe, o RunOptions) ([]ProbeRe
 	mu.Lock()
 	defer mu.Unlock()
 	return results, fatal
+}
+
+func fatalMarker(serial string) string {
+	for _, m := range fatalMarkers {
+		if strings.Contains(serial, m) {
+			return m
+		}
+	}
+	return ""
 }
 
 // Spec is one smoke test.

@@ -1,0 +1,127 @@
+package smoke
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imagemode/imagemode/ci/layers"
+)
+
+type fakeGuest struct {
+	mu      sync.Mutex
+	serial  string
+	started time.Time
+	exited  chan struct{}
+}
+
+func newFake() *fakeGuest { return &fakeGuest{started: time.Now(), exited: make(chan struct{})} }
+
+func (f *fakeGuest) Addr(p int) string { return "127.0.0.1:1" }
+func (f *fakeGuest) Serial() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.serial
+}
+func (f *fakeGuest) write(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.serial += s
+}
+func (f *fakeGuest) Started() time.Time      { return f.started }
+func (f *fakeGuest) Exited() <-chan struct{} { return f.exited }
+func (f *fakeGuest) ExitError() error {
+	select {
+	case <-f.exited:
+		return errors.New("QEMU exited")
+	default:
+		return nil
+	}
+}
+
+// afterProbe passes once after is reached.
+type afterProbe struct {
+	name  string
+	after time.Duration
+	start time.Time
+}
+
+func (a afterProbe) Name() string      { return a.name }
+func (a afterProbe) GuestPorts() []int { return nil }
+func (a afterProbe) Check(context.Context, Target) (string, error) {
+	if time.Since(a.start) >= a.after {
+		return "ok", nil
+	}
+	return "", errors.New("not yet")
+}
+
+func TestRunPassesAndTimesEachProbe(t *testing.T) {
+	g := newFake()
+	g.write("[  OK  ] Reached target \x1b[0;1;39mmulti-user.target\x1b[0m - Multi-User System.\n")
+	probes := []Probe{MultiUser{}, afterProbe{"slow", 300 * time.Millisecond, g.started}}
+	res, fatal := Run(t.Context(), g, probes, RunOptions{Deadline: 5 * time.Second, Interval: 50 * time.Millisecond})
+	if fatal != nil {
+		t.Fatal(fatal)
+	}
+	if !res[0].OK || res[0].Detail != "Reached target multi-user.target - Multi-User System" {
+		t.Errorf("multi-user = %+v", res[0])
+	}
+	if !res[1].OK || res[1].SinceBootMS < 300 || res[1].Attempts < 2 {
+		t.Errorf("slow = %+v", res[1])
+	}
+}
+
+func TestRunDeadlineAndFatal(t *testing.T) {
+	g := newFake()
+	start := time.Now()
+	res, fatal := Run(t.Context(), g, []Probe{MultiUser{}}, RunOptions{Deadline: 400 * time.Millisecond, Interval: 50 * time.Millisecond})
+	if fatal != nil || res[0].OK || !strings.Contains(res[0].Detail, "multi-user.target") {
+		t.Errorf("deadline: %+v %v", res, fatal)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the deadline was not kept: %s", took)
+	}
+
+	g = newFake()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		g.write("Kernel panic - not syncing: VFS: Unable to mount root fs\n")
+	}()
+	start = time.Now()
+	_, fatal = Run(t.Context(), g, []Probe{MultiUser{}}, RunOptions{Deadline: 30 * time.Second, Interval: 50 * time.Millisecond})
+	if fatal == nil || !strings.Contains(fatal.Error(), "Kernel panic") || time.Since(start) > 5*time.Second {
+		t.Errorf("panic not detected early: %v after %s", fatal, time.Since(start))
+	}
+
+	g = newFake()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		g.write("end Kernel panic - not syncing: Attempted to kill init!\n")
+		close(g.exited)
+	}()
+	_, fatal = Run(t.Context(), g, []Probe{MultiUser{}}, RunOptions{Deadline: 30 * time.Second, Interval: 50 * time.Millisecond})
+	if fatal == nil || !strings.Contains(fatal.Error(), "Kernel panic") || !strings.Contains(fatal.Error(), "QEMU exited") {
+		t.Errorf("exit after a panic: %v", fatal)
+	}
+}
+
+func TestProbesFromLayer(t *testing.T) {
+	ps, err := Probes(layers.Smoke{HTTP: []layers.HTTPProbe{{Path: "/", Expect: "x"}}, MariaDB: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range ps {
+		names = append(names, p.Name())
+	}
+	if strings.Join(names, ",") != "multi-user,http /,mariadb" {
+		t.Errorf("probes = %v", names)
+	}
+	m := ps[2].(MariaDB)
+	if m.User != "smoke" || len(m.Password) != 24 || m.Credential() != "smoke:"+m.Password {
+		t.Errorf("mariadb probe = %+v", m)
+	}
+}
