@@ -138,7 +138,7 @@ func TestSmokePassesOnTheStandinFamily(t *testing.T) {
 // deadline, and leave no QEMU behind.
 func TestSmokeFailsOnBrokenVariants(t *testing.T) {
 	requireQEMU(t)
-	const deadline = 75 * time.Second
+	const deadline = 50 * time.Second
 	cases := []struct {
 		name   string
 		layer  string

@@ -1,0 +1,181 @@
+//go:build integration
+
+package tests
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imagemode/imagemode/ci/ephemeral"
+	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/smoke"
+	"github.com/imagemode/imagemode/ci/vm"
+	"github.com/imagemode/imagemode/tests/standin"
+)
+
+func benchAccel() vm.Accel {
+	a, err := vm.ParseAccel(accel())
+	if err != nil {
+		return vm.AccelAuto
+	}
+	return a
+}
+
+// bareBoot boots the prepared homepage and polls GET / every 100 ms: the boot-to-ready time of the VM alone.
+func bareBoot(b *testing.B, ctx context.Context, boot *ephemeral.Boot) time.Duration {
+	b.Helper()
+	v, err := vm.Start(ctx, vm.Config{Kernel: boot.Kernel, Initrd: boot.Initrd, Append: boot.Cmdline(), Disk: boot.Disk,
+		Format: "raw", Snapshot: true, NoReboot: true, Forwards: []vm.Forward{{Guest: 80}}}, benchAccel())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	url := "http://" + v.Addr(80) + "/"
+	client := &http.Client{Timeout: 2 * time.Second}
+	for time.Since(v.Started()) < 180*time.Second {
+		resp, err := client.Get(url)
+		if err == nil {
+			body, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if rerr == nil && resp.StatusCode == 200 && strings.Contains(string(body), "Image Mode for RHEL") {
+				return time.Since(v.Started())
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Fatal("the bare VM never answered")
+	return 0
+}
+
+// smokeBoot runs the smoke probes on the same prepared boot: VM start to verdict.
+func smokeBoot(b *testing.B, ctx context.Context, boot *ephemeral.Boot, smk layers.Smoke) time.Duration {
+	b.Helper()
+	d, err := smokeBootErr(ctx, boot, smk)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+func smokeBootErr(ctx context.Context, boot *ephemeral.Boot, smk layers.Smoke) (time.Duration, error) {
+	probes, err := smoke.Probes(smk)
+	if err != nil {
+		return 0, err
+	}
+	cfg := vm.Config{Kernel: boot.Kernel, Initrd: boot.Initrd, Append: boot.Cmdline(), Disk: boot.Disk,
+		Format: "raw", Snapshot: true, NoReboot: true, Credentials: map[string]string{}}
+	for _, p := range probes {
+		for _, gp := range p.GuestPorts() {
+			cfg.Forwards = append(cfg.Forwards, vm.Forward{Guest: gp})
+		}
+		if m, ok := p.(smoke.MariaDB); ok {
+			cfg.Credentials[smoke.CredentialName] = m.Credential()
+		}
+	}
+	v, err := vm.Start(ctx, cfg, benchAccel())
+	if err != nil {
+		return 0, err
+	}
+	defer v.Close()
+	res, fatal := smoke.Run(ctx, v, probes, smoke.RunOptions{Deadline: 180 * time.Second})
+	if fatal != nil {
+		return 0, fatal
+	}
+	for _, r := range res {
+		if !r.OK {
+			return 0, fmt.Errorf("probe %s failed: %s", r.Name, r.Detail)
+		}
+	}
+	return time.Since(v.Started()), nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func prepare(b *testing.B, rep *report.Report, layer string) *ephemeral.Boot {
+	b.Helper()
+	l, _ := rep.Layer(layer)
+	boot, err := ephemeral.FromImage(b.Context(), registry.New(), l.Ref, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := boot.Cleanup(); err != nil {
+			b.Log(err)
+		}
+	})
+	return boot
+}
+
+func benchFamily(b *testing.B) *report.Report {
+	b.Helper()
+	args := []string{"build-all", "--dir", standin.ContainerfilesDir(), "--profile", "standin", "--base-image", env.StandinBase(b),
+		"--registry", env.Namespace(b), "--commit", testCommit, "--run-id", "bench", "--json"}
+	res := env.Run(b.Context(), append(args, env.BuildahArgs()...)...)
+	if res.Err != nil {
+		b.Fatalf("build-all: %v\n%s", res.Err, res.Stderr)
+	}
+	rep, err := report.Parse([]byte(res.Stdout))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rep
+}
+
+// BenchmarkSmokeOverhead prints P1 = smoke verdict time / bare boot-to-ready of the same VM (bare: the same QEMU
+// polled every 100 ms; medians of N=3). Goal ≤ 1.15.
+func BenchmarkSmokeOverhead(b *testing.B) {
+	rep := benchFamily(b)
+	boot := prepare(b, rep, "homepage")
+	smk := layers.Smoke{HTTP: []layers.HTTPProbe{{Path: "/", Status: 200, Expect: "Image Mode for RHEL"}}}
+	for b.Loop() {
+		var bare, verdict []time.Duration
+		for i := 0; i < 3; i++ {
+			bare = append(bare, bareBoot(b, b.Context(), boot))
+			verdict = append(verdict, smokeBoot(b, b.Context(), boot, smk))
+		}
+		p1 := float64(median(verdict)) / float64(median(bare))
+		b.ReportMetric(p1, "P1")
+		b.ReportMetric(median(bare).Seconds(), "bare-s")
+		b.ReportMetric(median(verdict).Seconds(), "verdict-s")
+	}
+}
+
+// BenchmarkTwoVMs prints P2 = time for homepage and database smoke-tested together / the slower of the two alone.
+// Its goal (≤ 1.2) holds only with KVM or ≥ 4 cores: two TCG guests on 2 cores share the CPUs.
+func BenchmarkTwoVMs(b *testing.B) {
+	rep := benchFamily(b)
+	hp, db := prepare(b, rep, "homepage"), prepare(b, rep, "database")
+	hpSmoke := layers.Smoke{HTTP: []layers.HTTPProbe{{Path: "/", Status: 200, Expect: "Image Mode for RHEL"}}}
+	dbSmoke := layers.Smoke{MariaDB: true}
+	for b.Loop() {
+		alone := max(smokeBoot(b, b.Context(), hp, hpSmoke), smokeBoot(b, b.Context(), db, dbSmoke))
+		var wg sync.WaitGroup
+		var t1, t2 time.Duration
+		var e1, e2 error
+		start := time.Now()
+		wg.Add(2)
+		go func() { defer wg.Done(); t1, e1 = smokeBootErr(b.Context(), hp, hpSmoke) }()
+		go func() { defer wg.Done(); t2, e2 = smokeBootErr(b.Context(), db, dbSmoke) }()
+		wg.Wait()
+		together := time.Since(start)
+		if e1 != nil || e2 != nil {
+			b.Fatalf("together: %v / %v", e1, e2)
+		}
+		b.ReportMetric(float64(together)/float64(alone), "P2")
+		b.ReportMetric(alone.Seconds(), "slower-alone-s")
+		b.ReportMetric(max(t1, t2).Seconds(), "together-s")
+	}
+}
