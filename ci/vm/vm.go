@@ -266,6 +266,26 @@ func start(ctx context.Context, cfg Config, accel Accel) (*VM, error) {
 		v.cleanupDir()
 		return nil, fmt.Errorf("starting QEMU: %w", err)
 	}
+	// QEMU is ready for QMP once its socket exists; a QEMU that exits right away (bad arguments) says why.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := os.Stat(v.qmp); err == nil {
+			break
+		}
+		select {
+		case <-v.exited:
+			err := v.ExitError()
+			v.cleanupDir()
+			return nil, fmt.Errorf("QEMU did not start: %w", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			if err := v.Stop(); err != nil {
+				return nil, fmt.Errorf("QEMU did not open its QMP socket in 10 s; stopping it: %w", err)
+			}
+			v.cleanupDir()
+			return nil, errors.New("QEMU did not open its QMP socket in 10 s")
+		}
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
