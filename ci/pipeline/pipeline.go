@@ -19,11 +19,13 @@ import (
 
 	"github.com/imagemode/imagemode/ci/build"
 	"github.com/imagemode/imagemode/ci/buildctx"
+	"github.com/imagemode/imagemode/ci/inputs"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/policy"
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/tags"
 )
 
@@ -71,16 +73,38 @@ type Config struct {
 	// Trust, when set, makes the root layer ship a host signature policy for these namespaces and this key
 	// (ci/policy); without it the root layer gets a note saying no policy is installed.
 	Trust *policy.Config
+	// Reuse looks every layer's input digest up in the registry before building it and reuses a signed image
+	// with the same inputs (needs a verifier: WithVerifier).
+	Reuse bool
+	// Refresh forces these layers (or "all") to be built even when their inputs are unchanged (errata).
+	Refresh []string
+	// SecretInputs are the values of build secrets that change an image's content (the password hash); they enter
+	// the input digest only as an HMAC keyed with InputsKey.
+	SecretInputs map[string][]byte
+	InputsKey    []byte
+}
+
+func (c Config) refresh(layer string) bool {
+	for _, r := range c.Refresh {
+		if r == "all" || r == layer {
+			return true
+		}
+	}
+	return false
 }
 
 // Pipeline runs builds.
 type Pipeline struct {
-	builder build.Builder
-	reg     *registry.Client
-	log     io.Writer
-	jobs    int
-	now     func() time.Time
+	builder  build.Builder
+	reg      *registry.Client
+	verifier signing.Verifier
+	log      io.Writer
+	jobs     int
+	now      func() time.Time
 }
+
+// WithVerifier checks the signature of every image before it is reused.
+func WithVerifier(v signing.Verifier) Option { return func(p *Pipeline) { p.verifier = v } }
 
 // Option configures a Pipeline.
 type Option func(*Pipeline)
@@ -279,6 +303,15 @@ func (p *Pipeline) BuildAll(ctx context.Context, cfg Config) (*report.Report, er
 	if err != nil {
 		return nil, err
 	}
+	for _, r := range cfg.Refresh {
+		if _, ok := g.Layer(r); !ok && r != "all" {
+			return nil, fmt.Errorf("--refresh %q: not a layer of %s (or \"all\")", r, g.File)
+		}
+	}
+	if cfg.Reuse && p.verifier == nil {
+		p.logf("reuse is off: it needs a public key to verify what it reuses")
+		cfg.Reuse = false
+	}
 	rep := &report.Report{Version: report.Version, RunID: cfg.RunID, Commit: cfg.Commit, Registry: pl.Registry,
 		Profile: cfg.Profile.Name, ProfileMajor: cfg.Profile.Major, BaseImage: pl.BaseImage, BaseDigest: pl.BaseDigest, Started: start.UTC()}
 	p.logf("profile %s: base %s resolved to %s", cfg.Profile.Name, pl.BaseImage, pl.BaseDigest)
@@ -435,6 +468,31 @@ func (p *Pipeline) buildLayer(ctx context.Context, cfg Config, pl *Plan, layer l
 	if cfg.SourceURL != "" {
 		labels[LabelSource] = cfg.SourceURL
 	}
+	inDigest, err := p.inputDigest(cfg, layer, ctxDir, files, args, labels, parentDigest)
+	if err != nil {
+		return report.Layer{}, err
+	}
+	labels[LabelInputs] = inDigest
+	lr := report.Layer{
+		Name: layer.Name, Parent: layer.Parent, Level: level, Repository: repo,
+		RunTag: runTag, CandidateTag: tags.Candidate(cfg.Commit, cfg.Profile.Name),
+		ParentDigest: parentDigest, BaseName: baseName, InputDigest: inDigest,
+	}
+	if cfg.Reuse && !cfg.refresh(layer.Name) {
+		reused, from, err := p.reusable(ctx, repo, inDigest)
+		if err != nil {
+			return report.Layer{}, fmt.Errorf("layer %q: %w", layer.Name, err)
+		}
+		if reused != "" {
+			if err := p.reg.Tag(ctx, registry.DigestRef(repo, reused), runTag); err != nil {
+				return report.Layer{}, fmt.Errorf("layer %q: tagging the reused image: %w", layer.Name, err)
+			}
+			lr.Digest, lr.Ref, lr.Status, lr.ReusedFrom = reused, registry.DigestRef(repo, reused), report.StatusReused, from
+			lr.DurationMS = p.now().Sub(start).Milliseconds()
+			p.logf("[level %d] %s: reused %s (inputs %s unchanged; built at %s)", level, layer.Name, lr.Ref, inputs.Short(inDigest), from)
+			return lr, nil
+		}
+	}
 	req := build.Request{
 		Layer:           layer.Name,
 		ContextDir:      ctxDir,
@@ -459,15 +517,73 @@ func (p *Pipeline) buildLayer(ctx context.Context, cfg Config, pl *Plan, layer l
 	if got != res.Digest {
 		return report.Layer{}, fmt.Errorf("layer %q: the builder reported %s but %s points at %s", layer.Name, res.Digest, req.Target, got)
 	}
-	lr := report.Layer{
-		Name: layer.Name, Parent: layer.Parent, Level: level, Repository: repo,
-		Digest: res.Digest, Ref: registry.DigestRef(repo, res.Digest),
-		RunTag: runTag, CandidateTag: tags.Candidate(cfg.Commit, cfg.Profile.Name),
-		ParentDigest: parentDigest, BaseName: baseName, Status: report.StatusBuilt,
-		DurationMS: p.now().Sub(start).Milliseconds(),
+	// The inputs tag makes the image findable by later runs with the same inputs.
+	if err := p.reg.Tag(ctx, registry.DigestRef(repo, res.Digest), tags.Inputs(inDigest)); err != nil {
+		return report.Layer{}, fmt.Errorf("layer %q: writing the inputs tag: %w", layer.Name, err)
 	}
+	lr.Digest, lr.Ref, lr.Status = res.Digest, registry.DigestRef(repo, res.Digest), report.StatusBuilt
+	lr.DurationMS = p.now().Sub(start).Milliseconds()
 	p.logf("[level %d] %s: pushed %s (%s)", level, layer.Name, lr.Ref, time.Duration(lr.DurationMS)*time.Millisecond)
 	return lr, nil
+}
+
+// inputDigest hashes everything that determines the layer: exactly the files sent to the builder.
+func (p *Pipeline) inputDigest(cfg Config, layer layers.Layer, ctxDir string, files []buildctx.File, args, labels map[string]string, parentDigest string) (string, error) {
+	in := inputs.Inputs{Layer: layer.Name, Profile: cfg.Profile.Name, Containerfile: layer.Containerfile, ParentDigest: parentDigest,
+		Generated: cfg.ExtraFiles[layer.Name], BuildArgs: args, Secrets: cfg.SecretInputs, Key: cfg.InputsKey, Labels: map[string]string{}}
+	for k, v := range labels {
+		switch k {
+		case LabelRevision, LabelBaseName, LabelBaseDigest:
+			// The commit is not an input (a reused image keeps the one it was built at); the parent is ParentDigest.
+		default:
+			in.Labels[k] = v
+		}
+	}
+	for _, f := range files {
+		full := path.Join(ctxDir, f.Path)
+		var data []byte
+		var err error
+		if f.Mode&fs.ModeSymlink != 0 {
+			var target string
+			target, err = fs.ReadLink(cfg.Source, full)
+			data = []byte(target)
+		} else {
+			data, err = fs.ReadFile(cfg.Source, full)
+		}
+		if err != nil {
+			return "", fmt.Errorf("layer %q: reading %q: %w", layer.Name, full, err)
+		}
+		in.Files = append(in.Files, inputs.File{Path: f.Path, Mode: f.Mode, Content: data})
+	}
+	return inputs.Digest(in)
+}
+
+// reusable returns the digest of a signed image in repo built from exactly these inputs ("" if none) and the
+// commit it was built at.
+func (p *Pipeline) reusable(ctx context.Context, repo, inDigest string) (string, string, error) {
+	ref := repo + ":" + tags.Inputs(inDigest)
+	ok, err := p.reg.Exists(ctx, ref)
+	if err != nil || !ok {
+		return "", "", err
+	}
+	d, err := p.reg.Digest(ctx, ref)
+	if err != nil {
+		return "", "", err
+	}
+	dref := registry.DigestRef(repo, d)
+	labels, err := p.reg.Labels(ctx, dref)
+	if err != nil {
+		return "", "", err
+	}
+	if labels[LabelInputs] != inDigest {
+		p.logf("not reusing %s: its %s label is %q", dref, LabelInputs, labels[LabelInputs])
+		return "", "", nil
+	}
+	if err := p.verifier.Verify(ctx, dref); err != nil {
+		p.logf("not reusing %s: %v", dref, err)
+		return "", "", nil
+	}
+	return d, labels[LabelRevision], nil
 }
 
 func ordered(pl *Plan, done map[string]report.Layer) []report.Layer {

@@ -6,10 +6,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +30,8 @@ import (
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/signing"
+	"github.com/imagemode/imagemode/ci/tags"
 )
 
 const commit = "0123456789abcdef0123456789abcdef01234567"
@@ -442,4 +447,193 @@ func pushWithFile(ctx context.Context, ref, path, content string) (string, error
 	}
 	d, err := img.Digest()
 	return d.String(), err
+}
+
+// copyTree copies the product containerfiles to a temporary folder the test may edit.
+func copyTree(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func TestReuseByInputs(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t)
+	dir := copyTree(t, "../../containerfiles")
+	f.cfg.Source = os.DirFS(dir)
+	priv, pub, err := signing.GenerateKeyPair([]byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := signing.NewKeySigner(priv, []byte("pw"), f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := signing.NewKeyVerifier(pub, f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(f.fb, f.reg, WithVerifier(ver))
+	f.cfg.Reuse = true
+	f.cfg.SecretInputs = map[string][]byte{"bootc-user-password-hash": []byte("$6$secret-hash-value")}
+
+	run := func(runID, commit string) *report.Report {
+		t.Helper()
+		f.fb.reqs = nil
+		cfg := f.cfg
+		cfg.RunID, cfg.Commit = runID, commit
+		rep, err := p.BuildAll(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range rep.Layers {
+			if err := signer.Sign(ctx, l.Ref); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return rep
+	}
+	built := func() []string {
+		var out []string
+		for _, r := range f.fb.reqs {
+			out = append(out, r.Layer)
+		}
+		sort.Strings(out)
+		return out
+	}
+
+	first := run("r1", strings.Repeat("1", 40))
+	if got := built(); len(got) != 4 {
+		t.Fatalf("first run built %v", got)
+	}
+	for _, l := range first.Layers {
+		if l.InputDigest == "" || l.Status != report.StatusBuilt {
+			t.Errorf("%s: %+v", l.Name, l)
+		}
+		if d, err := f.reg.Digest(ctx, l.Repository+":"+tags.Inputs(l.InputDigest)); err != nil || d != l.Digest {
+			t.Errorf("%s inputs tag -> %s (%v)", l.Name, d, err)
+		}
+		labels, err := f.reg.Labels(ctx, l.Ref)
+		if err != nil || labels[LabelInputs] != l.InputDigest {
+			t.Errorf("%s inputs label %q (%v)", l.Name, labels[LabelInputs], err)
+		}
+		for _, v := range labels {
+			if strings.Contains(v, "secret-hash-value") {
+				t.Errorf("%s: a label holds the secret", l.Name)
+			}
+		}
+	}
+
+	second := run("r2", strings.Repeat("2", 40))
+	if got := built(); len(got) != 0 {
+		t.Errorf("an unchanged second run built %v", got)
+	}
+	for _, l := range second.Layers {
+		prev, _ := first.Layer(l.Name)
+		if l.Status != report.StatusReused || l.Digest != prev.Digest || l.ReusedFrom != strings.Repeat("1", 40) {
+			t.Errorf("%s: %+v", l.Name, l)
+		}
+		if d, err := f.reg.Digest(ctx, l.CandidateRef()); err != nil || d != prev.Digest {
+			t.Errorf("%s candidate of the second commit -> %s (%v)", l.Name, d, err)
+		}
+	}
+
+	edit := func(file, from, to string) {
+		t.Helper()
+		p := filepath.Join(dir, file)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), from) {
+			t.Fatalf("%s lacks %q", file, from)
+		}
+		if err := os.WriteFile(p, []byte(strings.Replace(string(data), from, to, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edit("homepage/html/index.html", "Boot every image", "Boot and test every image")
+	run("r3", strings.Repeat("3", 40))
+	if got := built(); strings.Join(got, ",") != "homepage" {
+		t.Errorf("a homepage-only change built %v", got)
+	}
+	edit("database/files/etc/my.cnf.d/90-imagemode.cnf", "skip-name-resolve", "skip-name-resolve\nmax_connections = 200")
+	run("r4", strings.Repeat("4", 40))
+	if got := built(); strings.Join(got, ",") != "database" {
+		t.Errorf("a database-only change built %v", got)
+	}
+	edit("soe/files/etc/sudoers.d/wheel", "NOPASSWD", "NOPASSWD:SETENV")
+	run("r5", strings.Repeat("5", 40))
+	if got := built(); len(got) != 4 {
+		t.Errorf("an SOE change built %v", got)
+	}
+	// A changed secret input rebuilds the layers that use it (all: the root changes).
+	f.cfg.SecretInputs = map[string][]byte{"bootc-user-password-hash": []byte("$6$another")}
+	run("r6", strings.Repeat("6", 40))
+	if got := built(); len(got) != 4 {
+		t.Errorf("a changed secret input built %v", got)
+	}
+	// --refresh forces a layer and therefore its descendants (their parent digest changes).
+	f.cfg.Refresh = []string{"httpd"}
+	run("r7", strings.Repeat("7", 40))
+	if got := built(); strings.Join(got, ",") != "homepage,httpd" {
+		t.Errorf("--refresh httpd built %v", got)
+	}
+	f.cfg.Refresh = []string{"nosuch"}
+	if _, err := p.BuildAll(ctx, f.cfg); err == nil || !strings.Contains(err.Error(), `--refresh "nosuch"`) {
+		t.Errorf("unknown --refresh: %v", err)
+	}
+}
+
+func TestReuseRefusesUnsignedImages(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t)
+	_, pub, err := signing.GenerateKeyPair([]byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := signing.NewKeyVerifier(pub, f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(f.fb, f.reg, WithVerifier(ver))
+	f.cfg.Reuse = true
+	if _, err := p.BuildAll(ctx, f.cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.fb.reqs = nil
+	f.cfg.RunID = "r2"
+	rep, err := p.BuildAll(ctx, f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.fb.reqs) != 4 {
+		t.Errorf("unsigned images were reused: built %d", len(f.fb.reqs))
+	}
+	for _, l := range rep.Layers {
+		if l.Status != report.StatusBuilt {
+			t.Errorf("%s %s", l.Name, l.Status)
+		}
+	}
 }
