@@ -227,10 +227,31 @@ func (m *Imagemode) BuildAll(
 	// Repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry).
 	// +optional
 	trustedNamespace []string,
+	// Reuse a signed image whose inputs (Containerfile, context, arguments, profile, parent digest) are unchanged
+	// instead of building the layer: hosts then download nothing for it. Needs --public-key.
+	// +default=true
+	reuse bool,
+	// Cosign public key reused images must be signed with.
+	// +optional
+	publicKey *dagger.File,
+	// Layers to build even when their inputs are unchanged, or "all" (picks up errata: the SOE updates packages).
+	// +optional
+	refresh []string,
+	// Key of the HMAC under which secret inputs (the password hash) enter input digests.
+	// +optional
+	inputsKey *dagger.Secret,
 ) (*BuildResult, error) {
 	return m.build(ctx, nil, registry, dir, git, profile, baseImage, commit, runID, buildArg, sourceURL, sourceDateEpoch, jobs,
 		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash,
-		trustKey, trustedNamespace)
+		trustKey, trustedNamespace, reuseOptions{reuse: reuse, publicKey: publicKey, refresh: refresh, inputsKey: inputsKey})
+}
+
+// reuseOptions are build-all's reuse arguments.
+type reuseOptions struct {
+	reuse     bool
+	publicKey *dagger.File
+	refresh   []string
+	inputsKey *dagger.Secret
 }
 
 // Build builds one layer and its ancestors (e.g. homepage builds soe, httpd and homepage), like build-all.
@@ -296,14 +317,14 @@ func (m *Imagemode) Build(
 ) (*BuildResult, error) {
 	return m.build(ctx, []string{layer}, registry, dir, git, profile, baseImage, commit, runID, buildArg, "", 0, 0,
 		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash,
-		trustKey, trustedNamespace)
+		trustKey, trustedNamespace, reuseOptions{})
 }
 
 func (m *Imagemode) build(ctx context.Context, only []string, registry string, dir *dagger.Directory, git *dagger.GitRepository,
 	profile, baseImage, commit, runID string, buildArg []string, sourceURL string, sourceDateEpoch, jobs int,
 	registryUsername string, registryPassword *dagger.Secret, baseRegistryUsername string, baseRegistryPassword *dagger.Secret,
 	entitlementCert, entitlementKey, rhsmCa, passwordHash *dagger.Secret,
-	trustKey *dagger.File, trustedNamespace []string,
+	trustKey *dagger.File, trustedNamespace []string, ro reuseOptions,
 ) (*BuildResult, error) {
 	c, err := connect(ctx)
 	if err != nil {
@@ -341,6 +362,13 @@ func (m *Imagemode) build(ctx context.Context, only []string, registry string, d
 		return nil, err
 	}
 	in.TrustedNamespaces = trustedNamespace
+	in.Reuse, in.Refresh = ro.reuse, ro.refresh
+	if in.PublicKey, err = loadFile(ctx, c, ro.publicKey); err != nil {
+		return nil, err
+	}
+	if in.InputsKey, err = loadSecret(ctx, c, ro.inputsKey); err != nil {
+		return nil, err
+	}
 	rep, err := engine.BuildAll(ctx, c, in, os.Stderr)
 	if err != nil {
 		if rep != nil {

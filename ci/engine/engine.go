@@ -60,6 +60,12 @@ type BuildInput struct {
 	// TrustKey, when set, makes the SOE install the host signature policy for TrustedNamespaces (default: Registry).
 	TrustKey          *dagger.File
 	TrustedNamespaces []string
+	// Reuse reuses signed images with unchanged inputs; PublicKey verifies them; Refresh forces layers.
+	Reuse     bool
+	PublicKey *dagger.File
+	Refresh   []string
+	// InputsKey keys the HMAC of secret inputs in input digests.
+	InputsKey *dagger.Secret
 }
 
 // localCopy exports dir into a temporary folder of the module's runtime container (not the caller's host) so the
@@ -198,8 +204,31 @@ func BuildAll(ctx context.Context, client *dagger.Client, in BuildInput, log io.
 	} else if len(in.TrustedNamespaces) > 0 {
 		return nil, errors.New("--trusted-namespace needs --trust-key")
 	}
+	cfg.Reuse, cfg.Refresh = in.Reuse, in.Refresh
+	if in.PasswordHash != nil {
+		v, err := in.PasswordHash.Plaintext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading --password-hash: %w", err)
+		}
+		cfg.SecretInputs = map[string][]byte{profile.SecretPasswordHash: []byte(v)}
+	}
+	if in.InputsKey != nil {
+		k, err := in.InputsKey.Plaintext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading --inputs-key: %w", err)
+		}
+		cfg.InputsKey = []byte(k)
+	}
+	popts := []pipeline.Option{pipeline.WithLog(log), pipeline.WithJobs(in.Jobs)}
+	if in.PublicKey != nil {
+		v, err := verifier(ctx, SignInput{PublicKey: in.PublicKey}, reg)
+		if err != nil {
+			return nil, err
+		}
+		popts = append(popts, pipeline.WithVerifier(v))
+	}
 	builder := daggerbuild.New(client, in.Dir, opts...)
-	return pipeline.New(builder, reg, pipeline.WithLog(log), pipeline.WithJobs(in.Jobs)).BuildAll(ctx, cfg)
+	return pipeline.New(builder, reg, popts...).BuildAll(ctx, cfg)
 }
 
 // registryClient builds the go-containerregistry client with the explicit credentials (plaintext stays in memory).

@@ -20,6 +20,7 @@ import (
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/pipeline"
 	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/report"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/vm"
@@ -100,6 +101,7 @@ func SmokeTest(ctx context.Context, client *dagger.Client, in SmokeInput, log io
 		if err != nil {
 			return nil, err
 		}
+		v.Commit = in.commit(labels[pipeline.LabelRevision])
 		if attester != nil {
 			pred, err := json.Marshal(v)
 			if err != nil {
@@ -112,6 +114,16 @@ func SmokeTest(ctx context.Context, client *dagger.Client, in SmokeInput, log io
 		verdicts = append(verdicts, v)
 	}
 	return verdicts, nil
+}
+
+// commit is the run's commit: the report's, else the image's revision label.
+func (in SmokeInput) commit(revision string) string {
+	if in.Report != "" {
+		if rep, err := report.Parse([]byte(in.Report)); err == nil && rep.Commit != "" {
+			return rep.Commit
+		}
+	}
+	return revision
 }
 
 func smokeOne(ctx context.Context, client *dagger.Client, in SmokeInput, ref string, l layers.Layer, profile string, accel vm.Accel, log io.Writer) (smoke.Verdict, error) {

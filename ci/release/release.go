@@ -292,9 +292,6 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 	if err != nil {
 		return Checked{}, fmt.Errorf("reading the labels of %s: %w", ref, err)
 	}
-	if rev := labels[pipeline.LabelRevision]; !commitMatches(rev, cfg.Commit) {
-		return Checked{}, refuse(ref, "its revision label is %q, not the tag's commit %s", rev, cfg.Commit)
-	}
 	if lp := labels[pipeline.LabelProfile]; lp != prof {
 		return Checked{}, refuse(ref, "its profile label is %q, not %q (release tags never cross profiles or major versions)", lp, prof)
 	}
@@ -308,7 +305,7 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 	if err != nil {
 		return Checked{}, refuse(ref, "no passing smoke test: %v", err)
 	}
-	passed := false
+	passed, testedAtCommit := false, false
 	var why []string
 	for _, st := range sts {
 		vd, err := smoke.ParseVerdict(st.Predicate)
@@ -321,10 +318,16 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 			why = append(why, fmt.Sprintf("the smoke test failed (%s)", vd.Reason))
 		default:
 			passed = true
+			testedAtCommit = testedAtCommit || commitMatches(vd.Commit, cfg.Commit)
 		}
 	}
 	if !passed {
 		return Checked{}, refuse(ref, "no passing smoke test: %s", strings.Join(why, "; "))
+	}
+	// The image was built at the tag's commit, or — reused unchanged — passed its smoke test as that commit's
+	// candidate (a verdict signed by the key names the commit).
+	if rev := labels[pipeline.LabelRevision]; !commitMatches(rev, cfg.Commit) && !testedAtCommit {
+		return Checked{}, refuse(ref, "its revision label is %q, not the tag's commit %s, and no signed passing verdict names that commit", rev, cfg.Commit)
 	}
 	base := labels[pipeline.LabelBaseDigest]
 	if l.Parent != "" {

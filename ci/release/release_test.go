@@ -517,3 +517,33 @@ func BenchmarkPromote4Images(b *testing.B) {
 	b.ReportMetric(float64(f.cnt.blobWrites.Load()-writes0)/n, "blob-uploads/op")
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/n/4, "ms/image")
 }
+
+// A layer reused unchanged keeps the revision label of the commit it was built at; a signed passing verdict naming
+// the tag's commit makes it that commit's candidate.
+func TestPromoteReusedLayer(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t)
+	f.build(t)
+	const newCommit = "d00d0123456789abcdef0123456789abcdef0123"
+	for _, l := range family {
+		if err := f.reg.Tag(ctx, f.ref(l.Name), tags.Candidate(newCommit, profile)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := f.cfg("v2.0.0")
+	c.Commit = newCommit
+	if _, err := New(f.reg, f.ver).Promote(ctx, c); err == nil || !strings.Contains(err.Error(), "no signed passing verdict names that commit") {
+		t.Fatalf("reused layers without a verdict for the new commit: %v", err)
+	}
+	for _, l := range family {
+		_, d, _ := strings.Cut(f.ref(l.Name), "@")
+		b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: f.ref(l.Name), Digest: d, Commit: newCommit, Mode: "ephemeral"})
+		if err := f.signer.Attest(ctx, f.ref(l.Name), signing.PredicateSmoke, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := New(f.reg, f.ver).Promote(ctx, c)
+	if err != nil || !rep.Complete {
+		t.Fatalf("reused layers with verdicts for the new commit: %v", err)
+	}
+}

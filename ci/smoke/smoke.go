@@ -153,9 +153,11 @@ type Spec struct {
 	// Layer names the layer (for the verdict) and Smoke its declared probes.
 	Layer   string
 	Profile string
-	Smoke   layers.Smoke
-	Mode    string
-	Accel   vm.Accel
+	// Commit is the run's commit, recorded in the verdict.
+	Commit string
+	Smoke  layers.Smoke
+	Mode   string
+	Accel  vm.Accel
 	// Deadline bounds boot plus probes (default 180 s).
 	Deadline time.Duration
 	MemoryMB int
@@ -206,7 +208,7 @@ func (t *Tester) Test(ctx context.Context, s Spec) (Verdict, error) {
 	if !ok {
 		return Verdict{}, ctx.Err()
 	}
-	v := Verdict{Image: s.Image, Digest: digest, Layer: s.Layer, Profile: s.Profile, Mode: s.Mode, Started: start.UTC()}
+	v := Verdict{Image: s.Image, Digest: digest, Layer: s.Layer, Profile: s.Profile, Commit: s.Commit, Mode: s.Mode, Started: start.UTC()}
 	t.logf("%s: preparing an ephemeral boot of %s", s.Layer, s.Image)
 	boot, err := ephemeral.FromImage(ctx, t.reg, s.Image, s.WorkDir, s.Extra...)
 	if err != nil {

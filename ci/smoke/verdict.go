@@ -21,6 +21,9 @@ type Verdict struct {
 	Digest  string `json:"digest"`
 	Layer   string `json:"layer,omitempty"`
 	Profile string `json:"profile,omitempty"`
+	// Commit is the commit of the run that tested the image: a reused image keeps the revision label of the commit
+	// it was built at, and a signed passing verdict naming a later commit makes it that commit's candidate too.
+	Commit string `json:"commit,omitempty"`
 	// Mode is "ephemeral" or "disk"; Accel "kvm" or "tcg".
 	Mode   string        `json:"mode"`
 	Accel  string        `json:"accel"`

@@ -22,6 +22,7 @@ import (
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/tags"
 )
 
@@ -219,6 +220,10 @@ type buildFlags struct {
 	buildahRunRoot  string
 	trustKey        string
 	trustedNS       multiFlag
+	reuse           bool
+	publicKey       string
+	refresh         string
+	inputsKeyFile   string
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
@@ -242,6 +247,10 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.buildahRunRoot, "buildah-runroot", "", "buildah run root (default: buildah's own)")
 	fs.StringVar(&b.trustKey, "trust-key", "", "cosign public key the SOE's hosts require on images from --trusted-namespace (installs /etc/containers/policy.json)")
 	fs.Var(&b.trustedNS, "trusted-namespace", "repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry)")
+	fs.BoolVar(&b.reuse, "reuse", true, "reuse a signed image whose inputs are unchanged instead of building the layer (needs --public-key)")
+	fs.StringVar(&b.publicKey, "public-key", "", "cosign public key that reused images must be signed with")
+	fs.StringVar(&b.refresh, "refresh", "", "comma-separated layers to build even when their inputs are unchanged, or \"all\" (picks up errata)")
+	fs.StringVar(&b.inputsKeyFile, "inputs-key-file", "", "key of the HMAC under which secret inputs enter input digests (default: $IMAGEMODE_INPUTS_KEY)")
 }
 
 // trust returns the host trust configuration, or nil without --trust-key.
@@ -364,6 +373,22 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 		defer cleanup()
 		bopts = append(bopts, buildah.WithAuthFile(authFile))
 	}
+	if b.passwordHash != "" {
+		v, err := os.ReadFile(b.passwordHash)
+		if err != nil {
+			return &usageError{msg: fmt.Sprintf("--password-hash-file: %v", err)}
+		}
+		cfg.SecretInputs = map[string][]byte{profile.SecretPasswordHash: v}
+	}
+	inKey, err := secretFrom(b.inputsKeyFile, "IMAGEMODE_INPUTS_KEY")
+	if err != nil {
+		return fmt.Errorf("--inputs-key-file: %w", err)
+	}
+	cfg.InputsKey = []byte(inKey)
+	cfg.Reuse = b.reuse
+	if b.refresh != "" {
+		cfg.Refresh = strings.Split(b.refresh, ",")
+	}
 	builder, err := buildah.New(cfg.Source, bopts...)
 	if err != nil {
 		return err
@@ -373,7 +398,19 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	p := pipeline.New(builder, client, pipeline.WithLog(stderr), pipeline.WithJobs(b.jobs))
+	popts := []pipeline.Option{pipeline.WithLog(stderr), pipeline.WithJobs(b.jobs)}
+	if b.publicKey != "" {
+		pub, err := os.ReadFile(b.publicKey)
+		if err != nil {
+			return &usageError{msg: fmt.Sprintf("--public-key: %v", err)}
+		}
+		v, err := signing.NewKeyVerifier(pub, client)
+		if err != nil {
+			return err
+		}
+		popts = append(popts, pipeline.WithVerifier(v))
+	}
+	p := pipeline.New(builder, client, popts...)
 	rep, runErr := p.BuildAll(ctx, cfg)
 	if rep != nil {
 		if err := emitReport(rep, b.reportFile, b.jsonOut, stdout); err != nil && runErr == nil {

@@ -102,6 +102,8 @@ func (k *keyFlags) verifier(ctx context.Context, reg *registry.Client) (signing.
 type imageFlags struct {
 	images     multiFlag
 	fromReport string
+	// reportCommit is the commit of --from-report, once refs has read it.
+	reportCommit string
 }
 
 func (i *imageFlags) register(fs *flag.FlagSet) {
@@ -124,6 +126,7 @@ func (i *imageFlags) refs() ([]string, error) {
 		for _, l := range rep.Layers {
 			out = append(out, l.Ref)
 		}
+		i.reportCommit = rep.Commit
 	}
 	for _, img := range i.images {
 		if _, _, err := registry.SplitDigestRef(img); err != nil {

@@ -28,6 +28,7 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	deadline := fs.Duration("deadline", 180*time.Second, "time from the VM's start within which every probe must pass")
 	memory := fs.Int("memory", 1536, "guest memory in MiB")
 	parallel := fs.Int("parallel", 1, "VMs at once (TCG on 2 cores: 1)")
+	commit := fs.String("commit", "", "commit of the run the verdicts belong to (default: --from-report's, else the image's revision label)")
 	jsonOut := fs.Bool("json", false, "print the verdicts as JSON")
 	reportFile := fs.String("report", "", "also write the verdicts (JSON) to this file")
 	var k keyFlags
@@ -78,7 +79,14 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if !ok {
 			return fmt.Errorf("%s: layer %q is not in %s/%s", ref, name, *dir, layers.GraphFile)
 		}
-		specs[i] = smoke.Spec{Image: ref, Layer: name, Profile: labels[pipeline.LabelProfile], Smoke: l.Smoke,
+		c := *commit
+		if c == "" {
+			c = im.reportCommit
+		}
+		if c == "" {
+			c = labels[pipeline.LabelRevision]
+		}
+		specs[i] = smoke.Spec{Image: ref, Layer: name, Profile: labels[pipeline.LabelProfile], Commit: c, Smoke: l.Smoke,
 			Mode: *mode, Accel: accel, Deadline: *deadline, MemoryMB: *memory}
 	}
 
