@@ -27,16 +27,6 @@ const (
 
 type keyPair struct{ priv, pub, dir string }
 
-func generateKey(t *testing.T, password string) keyPair {
-	t.Helper()
-	dir := t.TempDir()
-	res := env.RunEnv(t.Context(), []string{"IMAGEMODE_KEY_PASSWORD=" + password}, "generate-key", "--output-prefix", filepath.Join(dir, "cosign"))
-	if res.Err != nil {
-		t.Fatalf("generate-key: %v\n%s", res.Err, res.Stderr)
-	}
-	return keyPair{priv: filepath.Join(dir, "cosign.key"), pub: filepath.Join(dir, "cosign.pub"), dir: dir}
-}
-
 func pushRandom(t *testing.T, repo string) string {
 	t.Helper()
 	img, err := random.Image(4096, 2)
@@ -76,8 +66,8 @@ func sigpolicy(t *testing.T, root, image string) (bool, string) {
 // another repository without its .sig; the image and its .sig copied to another repository (matchRepository).
 func TestSigningRoundTripAndHostPolicy(t *testing.T) {
 	ctx := t.Context()
-	key := generateKey(t, keyPassword)
-	other := generateKey(t, "other-password")
+	key := generateKeyTB(t, keyPassword)
+	other := generateKeyTB(t, "other-password")
 	ns := env.Namespace(t)
 	var outputs []string
 

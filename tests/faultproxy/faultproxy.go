@@ -26,6 +26,10 @@ type Proxy struct {
 	resets atomic.Int64
 	// OnlyPaths, when set, restricts faults to request paths containing one of these substrings.
 	OnlyPaths []string
+
+	blobUploads  atomic.Int64
+	blobBytes    atomic.Int64
+	manifestPuts atomic.Int64
 }
 
 // Start proxies to target ("host:port") and fails rate (0..1) of the requests, drawn from a generator seeded
@@ -55,6 +59,7 @@ func Start(target string, rate float64, seed int64) *Proxy {
 			http.Error(w, "injected fault", http.StatusInternalServerError)
 			return
 		}
+		p.count(r)
 		rp.ServeHTTP(w, r)
 	}))
 	return p
@@ -85,6 +90,26 @@ func (p *Proxy) coin() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.rng.Intn(2) == 0
+}
+
+// count records uploads: a blob upload starts with a POST to /blobs/uploads/ without mount= (a cross-repository
+// mount uploads nothing); its bytes come with PATCH or PUT.
+func (p *Proxy) count(r *http.Request) {
+	switch {
+	case strings.Contains(r.URL.Path, "/blobs/uploads") && r.Method == http.MethodPost && r.URL.Query().Get("mount") == "":
+		p.blobUploads.Add(1)
+	case strings.Contains(r.URL.Path, "/blobs/uploads") && (r.Method == http.MethodPatch || r.Method == http.MethodPut):
+		if r.ContentLength > 0 {
+			p.blobBytes.Add(r.ContentLength)
+		}
+	case strings.Contains(r.URL.Path, "/manifests/") && r.Method == http.MethodPut:
+		p.manifestPuts.Add(1)
+	}
+}
+
+// Uploads returns the blob uploads started, the blob bytes sent and the manifests written so far.
+func (p *Proxy) Uploads() (blobs, bytes, manifests int64) {
+	return p.blobUploads.Load(), p.blobBytes.Load(), p.manifestPuts.Load()
 }
 
 // SetRate changes the share of failed requests (0 turns faults off).

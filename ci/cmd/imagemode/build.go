@@ -224,6 +224,7 @@ type buildFlags struct {
 	publicKey       string
 	refresh         string
 	inputsKeyFile   string
+	epoch           int64
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
@@ -250,6 +251,7 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&b.reuse, "reuse", true, "reuse a signed image whose inputs are unchanged instead of building the layer (needs --public-key)")
 	fs.StringVar(&b.publicKey, "public-key", "", "cosign public key that reused images must be signed with")
 	fs.StringVar(&b.refresh, "refresh", "", "comma-separated layers to build even when their inputs are unchanged, or \"all\" (picks up errata)")
+	fs.Int64Var(&b.epoch, "source-date-epoch", -1, "timestamp (seconds) of the files and images built (default: the commit time when --commit comes from git; 0: none)")
 	fs.StringVar(&b.inputsKeyFile, "inputs-key-file", "", "key of the HMAC under which secret inputs enter input digests (default: $IMAGEMODE_INPUTS_KEY)")
 }
 
@@ -319,6 +321,9 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 			return &usageError{msg: fmt.Sprintf("--commit is required: %v", err)}
 		}
 		cfg.Commit, cfg.SourceDateEpoch = c, t
+	}
+	if b.epoch >= 0 {
+		cfg.SourceDateEpoch = b.epoch
 	}
 	cfg.RunID = b.runID
 	if cfg.RunID == "" {
