@@ -209,7 +209,7 @@ func Start(ctx context.Context, cfg Config, accel Accel) (*VM, error) {
 		rememberKVMBroken()
 		return start(ctx, cfg, AccelTCG)
 	}
-	if failed := v.kvmFailed(ctx, 5*time.Second); failed {
+	if failed := v.kvmFailed(ctx, 20*time.Second); failed {
 		if err := v.Stop(); err != nil {
 			return nil, fmt.Errorf("stopping the failed KVM guest: %w", err)
 		}
@@ -418,7 +418,11 @@ func (v *VM) cleanupDir() {
 	}
 }
 
-// kvmFailed watches a fresh KVM guest for the failure seen on hosts whose KVM cannot run it.
+// kvmFailed watches a fresh KVM guest for the failures seen on hosts whose KVM cannot run it: QEMU exits or
+// reports "KVM internal error", QMP says internal-error — or the guest makes no progress at all: a kernel with a
+// serial console writes to it within a second or two under KVM, and on some hosts a broken KVM leaves the guest
+// "running" with nothing on the console for minutes before the internal error. The guest is considered alive once
+// its console shows output.
 func (v *VM) kvmFailed(ctx context.Context, within time.Duration) bool {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
@@ -428,14 +432,19 @@ func (v *VM) kvmFailed(ctx context.Context, within time.Duration) bool {
 		select {
 		case <-v.exited:
 			return true
+		case <-ctx.Done():
+			return false
 		default:
 		}
 		if st, err := v.Status(ctx); err == nil && st == "internal-error" {
 			return true
 		}
+		if fi, err := os.Stat(v.serial); err == nil && fi.Size() > 0 {
+			return false
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return false
+	return true
 }
 
 // qmpCommand runs one QMP command (after the capabilities handshake) and decodes the answer into out.
