@@ -273,3 +273,19 @@ func (t *Tester) Test(ctx context.Context, s Spec) (Verdict, error) {
 	t.logf("%s: %s in %s", s.Layer, strings.ToUpper(v.Verdict), time.Duration(v.DurationMS)*time.Millisecond)
 	return v, nil
 }
+
+// since adapts a Target that keeps running (a VM between reboots) to Run: the deadline counts from now.
+type since struct {
+	Target
+	start time.Time
+}
+
+func (s since) Started() time.Time      { return s.start }
+func (s since) Exited() <-chan struct{} { return nil }
+func (s since) ExitError() error        { return nil }
+
+// RunAfter retries the probes against t until they pass or deadline passes from now. Multi-user is judged on the
+// console of the current boot only when it is among probes; life-cycle steps pass only service probes.
+func RunAfter(ctx context.Context, t Target, probes []Probe, deadline time.Duration) ([]ProbeResult, error) {
+	return Run(ctx, since{Target: t, start: time.Now()}, probes, RunOptions{Deadline: deadline})
+}
