@@ -8,6 +8,8 @@ package ephemeral
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +43,9 @@ type Boot struct {
 	KernelVersion string
 	// Kargs are the image's own kernel arguments (kargs.d), appended after BaseCmdline.
 	Kargs []string
+	// EtcSums are the SHA-256 of the image's regular files under /etc (path → hex): what a deployment's /etc
+	// looks like before local changes, to tell those changes apart (bootc's 3-way /etc merge).
+	EtcSums map[string]string
 }
 
 // Cmdline is the kernel command line for the boot.
@@ -65,8 +70,23 @@ type File struct {
 	GID     int
 }
 
+// Options tune a preparation.
+type Options struct {
+	// Extra files written into the root filesystem.
+	Extra []File
+	// VarDisk, when set and the file does not exist yet, is made from the image's /var (ext4 labelled VarLabel):
+	// a persistent /var for hosts that live through several deployments.
+	VarDisk  string
+	VarLabel string
+}
+
 // FromImage pulls ref with go-containerregistry, flattens it and prepares the boot in a new folder under workDir.
 func FromImage(ctx context.Context, reg *registry.Client, ref, workDir string, extra ...File) (*Boot, error) {
+	return Prepare(ctx, reg, ref, workDir, Options{Extra: extra})
+}
+
+// Prepare is FromImage with options.
+func Prepare(ctx context.Context, reg *registry.Client, ref, workDir string, o Options) (*Boot, error) {
 	r, err := registry.ParseRef(ref)
 	if err != nil {
 		return nil, err
@@ -89,7 +109,7 @@ func FromImage(ctx context.Context, reg *registry.Client, ref, workDir string, e
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("unpacking %q: %w", ref, err)
 	}
-	b, err := FromDirectory(ctx, root, dir, extra...)
+	b, err := prepareDir(ctx, root, dir, o)
 	if rerr := os.RemoveAll(root); err == nil && rerr != nil {
 		err = fmt.Errorf("removing the unpacked root filesystem: %w", rerr)
 	}
@@ -103,6 +123,10 @@ func FromImage(ctx context.Context, reg *registry.Client, ref, workDir string, e
 // FromDirectory prepares a boot from an unpacked root filesystem (in Dagger: Container.Rootfs() mounted into the
 // QEMU container). The kernel, initramfs and disk are written to outDir.
 func FromDirectory(ctx context.Context, root, outDir string, extra ...File) (*Boot, error) {
+	return prepareDir(ctx, root, outDir, Options{Extra: extra})
+}
+
+func prepareDir(ctx context.Context, root, outDir string, o Options) (*Boot, error) {
 	kver, err := kernelVersion(root)
 	if err != nil {
 		return nil, err
@@ -119,9 +143,24 @@ func FromDirectory(ctx context.Context, root, outDir string, extra ...File) (*Bo
 	if b.Kargs, err = readKargs(filepath.Join(root, "usr", "lib", "bootc", "kargs.d")); err != nil {
 		return nil, err
 	}
-	for _, f := range extra {
+	if b.EtcSums, err = Sums(filepath.Join(root, "etc")); err != nil {
+		return nil, err
+	}
+	for _, f := range o.Extra {
 		if err := writeExtra(root, f); err != nil {
 			return nil, err
+		}
+	}
+	if o.VarDisk != "" {
+		if _, err := os.Stat(o.VarDisk); errors.Is(err, fs.ErrNotExist) {
+			label := o.VarLabel
+			if label == "" {
+				label = "var"
+			}
+			cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-L", label, "-d", filepath.Join(root, "var"), o.VarDisk, "2048M")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("making the /var disk: %w\n%s", err, out)
+			}
 		}
 	}
 	size, err := treeSize(root)
@@ -251,6 +290,37 @@ func treeSize(root string) (int64, error) {
 		return 0, fmt.Errorf("measuring %s: %w", root, err)
 	}
 	return total, nil
+}
+
+// Sums returns the SHA-256 of every regular file under dir (relative path → hex); a missing dir has none.
+func Sums(dir string) (map[string]string, error) {
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p == dir {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		out[filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hashing %s: %w", dir, err)
+	}
+	return out, nil
 }
 
 // SecureJoin resolves name inside root as if root were "/", following symlinks without ever leaving root.

@@ -63,6 +63,8 @@ type Config struct {
 	Disk     string
 	Format   string
 	Snapshot bool
+	// ExtraDisks are raw disks attached after the boot disk (vdb, vdc, ...), written to (persistent state).
+	ExtraDisks []string
 	// MemoryMB and CPUs size the guest (defaults 1536 and 2).
 	MemoryMB int
 	CPUs     int
@@ -122,6 +124,9 @@ func (c Config) Args(accel Accel, serial, qmpSocket string) []string {
 		drive += ",snapshot=on"
 	}
 	args = append(args, "-drive", drive)
+	for _, d := range c.ExtraDisks {
+		args = append(args, "-drive", "file="+escape(d)+",if=virtio,format=raw")
+	}
 	netdev := "user,id=net0"
 	for _, f := range c.Forwards {
 		bind := f.Bind
