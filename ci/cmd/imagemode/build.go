@@ -303,22 +303,49 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.Writer) error {
-	cfg, err := b.config()
+	cfg, p, cleanup, err := b.setup(ctx, only, stderr)
 	if err != nil {
 		return err
 	}
-	if err := pipeline.ValidateRegistry(b.registry); err != nil {
-		return &usageError{msg: err.Error()}
+	defer cleanup()
+	rep, runErr := p.BuildAll(ctx, cfg)
+	if rep != nil {
+		if err := emitReport(rep, b.reportFile, b.jsonOut, stdout); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	return runErr
+}
+
+// setup turns the flags into a pipeline configuration and a pipeline building with buildah; cleanup removes
+// temporary credential files.
+func (b *buildFlags) setup(ctx context.Context, only []string, stderr io.Writer) (cfg pipeline.Config, p *pipeline.Pipeline, cleanup func(), err error) {
+	var cleanups []func()
+	cleanup = func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	if cfg, err = b.config(); err != nil {
+		return cfg, nil, cleanup, err
+	}
+	if verr := pipeline.ValidateRegistry(b.registry); verr != nil {
+		return cfg, nil, cleanup, &usageError{msg: verr.Error()}
 	}
 	if b.builder != "buildah" {
-		return &usageError{msg: fmt.Sprintf("--builder %q: the host CLI builds with buildah; use `dagger call build-all` to build with the Dagger engine", b.builder)}
+		return cfg, nil, cleanup, &usageError{msg: fmt.Sprintf("--builder %q: the host CLI builds with buildah; use `dagger call build-all` to build with the Dagger engine", b.builder)}
 	}
 	cfg.Registry, cfg.Layers, cfg.SourceURL = b.registry, only, b.sourceURL
 	cfg.Commit, cfg.SourceDateEpoch = b.commit, 0
 	if cfg.Commit == "" {
 		c, t, err := gitHead(ctx, b.dir)
 		if err != nil {
-			return &usageError{msg: fmt.Sprintf("--commit is required: %v", err)}
+			return cfg, nil, cleanup, &usageError{msg: fmt.Sprintf("--commit is required: %v", err)}
 		}
 		cfg.Commit, cfg.SourceDateEpoch = c, t
 	}
@@ -330,20 +357,20 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 		cfg.RunID = tags.NewRunID(time.Now())
 	}
 	if cfg.Trust, err = b.trust(); err != nil {
-		return err
+		return cfg, nil, cleanup, err
 	}
 	cfg.BuildArgs = map[string]string{}
 	for _, kv := range b.buildArgs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return &usageError{msg: fmt.Sprintf("--build-arg %q: want KEY=VALUE", kv)}
+			return cfg, nil, cleanup, &usageError{msg: fmt.Sprintf("--build-arg %q: want KEY=VALUE", kv)}
 		}
 		cfg.BuildArgs[k] = v
 	}
 
 	creds, err := b.credentials(b.registry, cfg.Profile.BaseImage)
 	if err != nil {
-		return err
+		return cfg, nil, cleanup, err
 	}
 	for _, c := range creds {
 		cfg.RegistryAuth = append(cfg.RegistryAuth, c.host)
@@ -359,7 +386,7 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 			continue
 		}
 		if _, err := os.Stat(s.file); err != nil {
-			return &usageError{msg: fmt.Sprintf("%s: %v", s.flag, err)}
+			return cfg, nil, cleanup, &usageError{msg: fmt.Sprintf("%s: %v", s.flag, err)}
 		}
 		bopts = append(bopts, buildah.WithSecretFile(s.id, s.file))
 		cfg.Secrets = append(cfg.Secrets, s.id)
@@ -371,23 +398,23 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 		bopts = append(bopts, buildah.WithStorage(b.buildahRoot, b.buildahRunRoot))
 	}
 	if len(creds) > 0 {
-		authFile, cleanup, err := writeAuthFile(creds)
+		authFile, rm, err := writeAuthFile(creds)
 		if err != nil {
-			return err
+			return cfg, nil, cleanup, err
 		}
-		defer cleanup()
+		cleanups = append(cleanups, rm)
 		bopts = append(bopts, buildah.WithAuthFile(authFile))
 	}
 	if b.passwordHash != "" {
 		v, err := os.ReadFile(b.passwordHash)
 		if err != nil {
-			return &usageError{msg: fmt.Sprintf("--password-hash-file: %v", err)}
+			return cfg, nil, cleanup, &usageError{msg: fmt.Sprintf("--password-hash-file: %v", err)}
 		}
 		cfg.SecretInputs = map[string][]byte{profile.SecretPasswordHash: v}
 	}
 	inKey, err := secretFrom(b.inputsKeyFile, "IMAGEMODE_INPUTS_KEY")
 	if err != nil {
-		return fmt.Errorf("--inputs-key-file: %w", err)
+		return cfg, nil, cleanup, fmt.Errorf("--inputs-key-file: %w", err)
 	}
 	cfg.InputsKey = []byte(inKey)
 	cfg.Reuse = b.reuse
@@ -396,33 +423,31 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 	}
 	builder, err := buildah.New(cfg.Source, bopts...)
 	if err != nil {
-		return err
+		return cfg, nil, cleanup, err
 	}
-	defer builder.Close()
+	cleanups = append(cleanups, func() {
+		if err := builder.Close(); err != nil {
+			fmt.Fprintf(stderr, "imagemode: %v\n", err)
+		}
+	})
 	client, err := b.client(creds...)
 	if err != nil {
-		return err
+		return cfg, nil, cleanup, err
 	}
 	popts := []pipeline.Option{pipeline.WithLog(stderr), pipeline.WithJobs(b.jobs)}
 	if b.publicKey != "" {
 		pub, err := os.ReadFile(b.publicKey)
 		if err != nil {
-			return &usageError{msg: fmt.Sprintf("--public-key: %v", err)}
+			return cfg, nil, cleanup, &usageError{msg: fmt.Sprintf("--public-key: %v", err)}
 		}
 		v, err := signing.NewKeyVerifier(pub, client)
 		if err != nil {
-			return err
+			return cfg, nil, cleanup, err
 		}
 		popts = append(popts, pipeline.WithVerifier(v))
 	}
-	p := pipeline.New(builder, client, popts...)
-	rep, runErr := p.BuildAll(ctx, cfg)
-	if rep != nil {
-		if err := emitReport(rep, b.reportFile, b.jsonOut, stdout); err != nil && runErr == nil {
-			runErr = err
-		}
-	}
-	return runErr
+	p = pipeline.New(builder, client, popts...)
+	return cfg, p, cleanup, nil
 }
 
 func emitReport(rep *report.Report, file string, jsonOut bool, stdout io.Writer) error {

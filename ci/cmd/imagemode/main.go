@@ -24,6 +24,7 @@ type verb struct {
 
 func verbs() []verb {
 	return []verb{
+		{"ci", "the end-to-end job: build-all, sign, smoke-test every layer in a VM, attest the verdicts", runCI},
 		{"plan", "show the build levels, parents and references of the layer graph (builds nothing)", runPlan},
 		{"lint", "check the layer graph and every Containerfile", runLint},
 		{"build-all", "build every layer in dependency order, push each by digest, then write candidate tags", runBuildAll},
@@ -33,6 +34,7 @@ func verbs() []verb {
 		{"verify", "verify images' signatures by digest and repository", runVerify},
 		{"attest", "attach a signed in-toto attestation to images by digest", runAttest},
 		{"verify-attestation", "verify images' attestations and print their predicates", runVerifyAttestation},
+		{"lifecycle-test", "prove switch, rollback and upgrade of a candidate on a VM booted from a release disk", runLifecycleTest},
 		{"promote", "verify a commit's candidates and move the release tags of a git tag vX.Y.Z", runPromote},
 		{"generate-key", "make a cosign key pair for signing", runGenerateKey},
 	}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/imagemode/imagemode/ci/guest"
+	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/lifecycle"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/smoke"
+	"github.com/imagemode/imagemode/ci/vm"
+)
+
+func runLifecycleTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("lifecycle-test", "Boot a disk of the previous release (made with `dagger call disk-image`) and prove the life cycle over SSH:\nbootc switch to the candidate and reboot, bootc rollback and reboot, bootc upgrade along --channel and reboot —\nchecking the booted digest, the layer's probes and a local /etc change after every boot, and that the host's\nsignature policy refuses --refuse images. Real bootc: this runs on GitHub Actions (KVM), not on machines without it.", stderr)
+	disk := fs.String("disk", "", "qcow2 of the previous release (required); it is not modified (QEMU snapshot)")
+	keyFile := fs.String("ssh-key-file", "", "OpenSSH private key whose public key the disk's config.toml authorized (required)")
+	user := fs.String("user", "bootc-user", "SSH user (sudo for bootc)")
+	original := fs.String("original", "", "digest the disk boots (required)")
+	candidate := fs.String("candidate", "", "candidate image by digest, repository@sha256:... (required)")
+	channel := fs.String("channel", "", "tag the disk follows (repository:tag); moved to the candidate for the upgrade step (optional)")
+	var refuse multiFlag
+	fs.Var(&refuse, "refuse", "image the host's signature policy must refuse (repeatable)")
+	dir := fs.String("dir", "containerfiles", "containerfiles directory: the layer's probes")
+	layer := fs.String("layer", "", "the layer (its probes run after every boot; required)")
+	accelFlag := fs.String("accel", string(vm.AccelAuto), "acceleration: auto, kvm or tcg")
+	stepDeadline := fs.Duration("step-deadline", 5*time.Minute, "deadline of each step (a reboot plus probes)")
+	memory := fs.Int("memory", 2048, "guest memory in MiB")
+	reportFile := fs.String("report", "", "also write the JSON report (with the transcript) to this file")
+	jsonOut := fs.Bool("json", false, "print the JSON report")
+	var rf registryFlags
+	rf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *disk == "" || *keyFile == "" || *original == "" || *candidate == "" || *layer == "" {
+		return &usageError{msg: "--disk, --ssh-key-file, --original, --candidate and --layer are required"}
+	}
+	accel, err := vm.ParseAccel(*accelFlag)
+	if err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	pem, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return fmt.Errorf("--ssh-key-file: %w", err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		return fmt.Errorf("--ssh-key-file: %w", err)
+	}
+	g, err := layers.Open(os.DirFS(*dir), ".", *dir)
+	if err != nil {
+		return err
+	}
+	l, ok := g.Layer(*layer)
+	if !ok {
+		return &usageError{msg: fmt.Sprintf("--layer %q is not in %s", *layer, g.File)}
+	}
+	probes, err := smoke.Probes(l.Smoke)
+	if err != nil {
+		return err
+	}
+	// Multi-user is judged once at the first boot; after reboots the console keeps earlier boots' lines.
+	var service []smoke.Probe
+	cfg := vm.Config{Disk: *disk, Format: "qcow2", Snapshot: true, MemoryMB: *memory, Forwards: []vm.Forward{{Guest: 22}}, Credentials: map[string]string{}}
+	for _, p := range probes {
+		if _, ok := p.(smoke.MultiUser); ok {
+			continue
+		}
+		service = append(service, p)
+		for _, gp := range p.GuestPorts() {
+			cfg.Forwards = append(cfg.Forwards, vm.Forward{Guest: gp})
+		}
+		if m, ok := p.(smoke.MariaDB); ok {
+			cfg.Credentials[smoke.CredentialName] = m.Credential()
+		}
+	}
+	machine, err := vm.Start(ctx, cfg, accel)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := machine.Close(); err != nil {
+			fmt.Fprintf(stderr, "imagemode lifecycle-test: %v\n", err)
+		}
+	}()
+	lc := lifecycle.Config{Machine: machine, User: *user, Key: guest.Key{Signer: signer}, Sudo: *user != "root",
+		Original: *original, Candidate: *candidate, Channel: *channel, Probes: service, Refused: refuse, StepDeadline: *stepDeadline}
+	if *channel != "" {
+		reg, err := rf.pushClient(*channel)
+		if err != nil {
+			return err
+		}
+		repo := (*channel)[:strings.LastIndex(*channel, ":")]
+		tag := (*channel)[strings.LastIndex(*channel, ":")+1:]
+		lc.MoveChannel = func(ctx context.Context, digest string) error {
+			return reg.Tag(ctx, registry.DigestRef(repo, digest), tag)
+		}
+	}
+	for _, p := range service {
+		if m, ok := p.(smoke.MariaDB); ok {
+			lc.Persist = append(lc.Persist, &lifecycle.MariaDBRows{Probe: m})
+		}
+	}
+	rep, err := lifecycle.Run(ctx, lc)
+	if err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the report: %w", err)
+	}
+	if *reportFile != "" {
+		if err := os.WriteFile(*reportFile, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", *reportFile, err)
+		}
+	}
+	if *jsonOut {
+		fmt.Fprintf(stdout, "%s\n", data)
+	} else {
+		for _, s := range rep.Steps {
+			mark := "ok  "
+			if !s.OK {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(stdout, "%s %-36s %6.1fs  booted %s %s\n", mark, s.Name, float64(s.DurationMS)/1000, s.Booted, s.Detail)
+		}
+		fmt.Fprintf(stdout, "life cycle: %s %s\n", strings.ToUpper(rep.Verdict), rep.Reason)
+	}
+	if rep.Verdict != smoke.Pass {
+		return fmt.Errorf("life-cycle test FAILED: %s", rep.Reason)
+	}
+	return nil
+}

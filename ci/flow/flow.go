@@ -1,0 +1,160 @@
+// Package flow is the end-to-end verb `ci`: build-all, sign every layer, smoke-test every layer in a VM, attest
+// every verdict — one report. GitHub Actions and a laptop run the same thing; the host CLI plugs in buildah and
+// QEMU on the host, the Dagger module the engine and QEMU in a service container.
+package flow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/signing"
+	"github.com/imagemode/imagemode/ci/smoke"
+)
+
+// Smoker smoke-tests the layers of a build report.
+type Smoker interface {
+	Smoke(ctx context.Context, rep *report.Report) ([]smoke.Verdict, error)
+}
+
+// Result is the report of one `ci` run.
+type Result struct {
+	Build    *report.Report  `json:"build"`
+	Signed   []string        `json:"signed"`
+	Verdicts []smoke.Verdict `json:"verdicts"`
+	// Attested lists the digests whose verdicts were attested.
+	Attested []string `json:"attested"`
+	Verdict  string   `json:"verdict"`
+	Reason   string   `json:"reason,omitempty"`
+}
+
+// JSON encodes the result.
+func (r *Result) JSON() ([]byte, error) {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding the ci report: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// Text renders the result for people.
+func (r *Result) Text() string {
+	var b strings.Builder
+	if r.Build != nil {
+		b.WriteString(r.Build.Table())
+	}
+	fmt.Fprintf(&b, "signed %d image(s)\n", len(r.Signed))
+	for _, v := range r.Verdicts {
+		fmt.Fprintf(&b, "%-4s %-10s %s (%s, %s)\n", strings.ToUpper(v.Verdict), v.Layer, v.Image, v.Mode, v.Accel)
+		if v.Reason != "" {
+			fmt.Fprintf(&b, "     %s\n", v.Reason)
+		}
+	}
+	fmt.Fprintf(&b, "ci: %s", strings.ToUpper(r.Verdict))
+	if r.Reason != "" {
+		fmt.Fprintf(&b, ": %s", r.Reason)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// Flow runs the stages.
+type Flow struct {
+	Pipeline *pipeline.Pipeline
+	Signer   signing.Signer
+	Smoker   Smoker
+	Log      io.Writer
+}
+
+// ErrFailed is returned (wrapped) when a stage failed; the result says which.
+var ErrFailed = errors.New("ci failed")
+
+// Run builds, signs, smoke-tests and attests. The result is returned also on failure, as far as it got.
+func (f *Flow) Run(ctx context.Context, cfg pipeline.Config) (*Result, error) {
+	res := &Result{Verdict: smoke.Fail}
+	if f.Signer == nil {
+		return res, errors.New("ci needs the signing key (--key): candidates are signed before their smoke tests")
+	}
+	rep, err := f.Pipeline.BuildAll(ctx, cfg)
+	res.Build = rep
+	if err != nil {
+		res.Reason = "build: " + err.Error()
+		return res, fmt.Errorf("%w: build: %w", ErrFailed, err)
+	}
+	for _, l := range rep.Layers {
+		// Reused layers are signed already; signing again is a no-op (duplicate signatures are detected).
+		if err := f.Signer.Sign(ctx, l.Ref); err != nil {
+			res.Reason = "sign: " + err.Error()
+			return res, fmt.Errorf("%w: %w", ErrFailed, err)
+		}
+		res.Signed = append(res.Signed, l.Ref)
+	}
+	verdicts, err := f.Smoker.Smoke(ctx, rep)
+	res.Verdicts = verdicts
+	if err != nil {
+		res.Reason = "smoke: " + err.Error()
+		return res, fmt.Errorf("%w: smoke: %w", ErrFailed, err)
+	}
+	var failed []string
+	for i := range verdicts {
+		v := &verdicts[i]
+		if v.Commit == "" {
+			v.Commit = rep.Commit
+		}
+		pred, err := json.Marshal(v)
+		if err != nil {
+			return res, fmt.Errorf("encoding the verdict of %s: %w", v.Image, err)
+		}
+		if err := f.Signer.Attest(ctx, v.Image, signing.PredicateSmoke, pred); err != nil {
+			res.Reason = "attest: " + err.Error()
+			return res, fmt.Errorf("%w: %w", ErrFailed, err)
+		}
+		res.Attested = append(res.Attested, v.Digest)
+		if v.Verdict != smoke.Pass {
+			failed = append(failed, v.Layer+" ("+v.Reason+")")
+		}
+	}
+	if len(verdicts) != len(rep.Layers) {
+		res.Reason = fmt.Sprintf("smoke: %d verdict(s) for %d layer(s)", len(verdicts), len(rep.Layers))
+		return res, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
+	}
+	if len(failed) > 0 {
+		res.Reason = "smoke test failed: " + strings.Join(failed, "; ")
+		return res, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
+	}
+	res.Verdict = smoke.Pass
+	return res, nil
+}
+
+// HostSmoker smoke-tests with QEMU on this host (the CLI's `ci`).
+type HostSmoker struct {
+	Tester *smoke.Tester
+	Graph  *layers.Graph
+	// Template carries the mode, acceleration, deadline and memory of every test.
+	Template smoke.Spec
+}
+
+// Smoke implements Smoker: one VM per layer, in build order.
+func (h HostSmoker) Smoke(ctx context.Context, rep *report.Report) ([]smoke.Verdict, error) {
+	var out []smoke.Verdict
+	for _, l := range rep.Layers {
+		gl, ok := h.Graph.Layer(l.Name)
+		if !ok {
+			return out, fmt.Errorf("layer %q is not in %s", l.Name, h.Graph.File)
+		}
+		spec := h.Template
+		spec.Image, spec.Layer, spec.Profile, spec.Commit, spec.Smoke = l.Ref, l.Name, rep.Profile, rep.Commit, gl.Smoke
+		v, err := h.Tester.Test(ctx, spec)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

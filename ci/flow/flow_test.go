@@ -1,0 +1,150 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/imagemode/imagemode/ci/build"
+	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/profile"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/signing"
+	"github.com/imagemode/imagemode/ci/smoke"
+)
+
+func push(ctx context.Context, ref string, labels map[string]string) (string, error) {
+	img, err := random.Image(256, 1)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return "", err
+	}
+	cfg.Config.Labels = labels
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		return "", err
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(r, img, remote.WithContext(ctx)); err != nil {
+		return "", err
+	}
+	d, err := img.Digest()
+	return d.String(), err
+}
+
+type fakeSmoker struct{ fail string }
+
+func (f fakeSmoker) Smoke(ctx context.Context, rep *report.Report) ([]smoke.Verdict, error) {
+	var out []smoke.Verdict
+	for _, l := range rep.Layers {
+		v := smoke.Verdict{Verdict: smoke.Pass, Image: l.Ref, Digest: l.Digest, Layer: l.Name, Mode: "ephemeral", Accel: "tcg"}
+		if l.Name == f.fail {
+			v.Verdict, v.Reason = smoke.Fail, "GET /: connection refused"
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func setup(t *testing.T, fail string) (*Flow, pipeline.Config, *signing.KeyVerifier) {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	reg := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
+	base := host + "/upstream/base:1"
+	if _, err := push(t.Context(), base, nil); err != nil {
+		t.Fatal(err)
+	}
+	prof, err := profile.Resolve("centos-stream-9", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := build.Func(func(ctx context.Context, req build.Request) (build.Result, error) {
+		d, err := push(ctx, req.Target, req.Labels)
+		repo := req.Target[:strings.LastIndex(req.Target, ":")]
+		return build.Result{Digest: d, Ref: repo + "@" + d}, err
+	})
+	priv, pub, err := signing.GenerateKeyPair([]byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := signing.NewKeySigner(priv, []byte("pw"), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := signing.NewKeyVerifier(pub, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := pipeline.Config{Source: os.DirFS("../../containerfiles"), Dir: ".", Registry: host + "/im", Profile: prof,
+		Commit: strings.Repeat("c", 40), RunID: "ci1"}
+	return &Flow{Pipeline: pipeline.New(b, reg), Signer: s, Smoker: fakeSmoker{fail: fail}}, cfg, v
+}
+
+func TestCIPasses(t *testing.T) {
+	f, cfg, v := setup(t, "")
+	res, err := f.Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != smoke.Pass || len(res.Signed) != 4 || len(res.Attested) != 4 {
+		t.Fatalf("result: %+v", res)
+	}
+	for _, l := range res.Build.Layers {
+		if err := v.Verify(t.Context(), l.Ref); err != nil {
+			t.Errorf("%s not signed: %v", l.Name, err)
+		}
+		sts, err := v.Attestations(t.Context(), l.Ref, signing.PredicateSmoke)
+		if err != nil {
+			t.Fatalf("%s not attested: %v", l.Name, err)
+		}
+		vd, err := smoke.ParseVerdict(sts[0].Predicate)
+		if err != nil || vd.Verdict != smoke.Pass || vd.Commit != cfg.Commit {
+			t.Errorf("%s verdict %+v (%v)", l.Name, vd, err)
+		}
+	}
+	if !strings.Contains(res.Text(), "ci: PASS") {
+		t.Errorf("text:\n%s", res.Text())
+	}
+}
+
+func TestCIFailsOnASmokeFailureButAttestsIt(t *testing.T) {
+	f, cfg, v := setup(t, "homepage")
+	res, err := f.Run(t.Context(), cfg)
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "homepage (GET /: connection refused)") {
+		t.Fatalf("error = %v", err)
+	}
+	if res.Verdict != smoke.Fail || len(res.Attested) != 4 {
+		t.Fatalf("result: %+v", res)
+	}
+	hp, _ := res.Build.Layer("homepage")
+	sts, err := v.Attestations(t.Context(), hp.Ref, signing.PredicateSmoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vd, _ := smoke.ParseVerdict(sts[0].Predicate); vd.Verdict != smoke.Fail {
+		t.Errorf("the failed verdict was not attested: %+v", vd)
+	}
+	f.Signer = nil
+	if _, err := f.Run(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "--key") {
+		t.Errorf("no signer: %v", err)
+	}
+}
