@@ -657,3 +657,191 @@ func (m *Imagemode) DiskImage(
 	}
 	return dag.LoadFileFromID(dagger.FileID(id)), nil
 }
+
+// Ci is the end-to-end job main.yml and a laptop run: build-all, sign every layer, boot every layer in QEMU and
+// probe it (ephemeral; --disk boots bootc-image-builder disks), attest every verdict. Returns the report (JSON); a
+// failed build, signature or verdict fails the function.
+// +cache="never"
+func (m *Imagemode) Ci(
+	ctx context.Context,
+	// Repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode.
+	registry string,
+	// Cosign private key: signs the layers and their verdicts.
+	key *dagger.Secret,
+	// Containerfiles directory: layers.yaml and one folder per layer.
+	// +defaultPath="/containerfiles"
+	dir *dagger.Directory,
+	// The git checkout the commit is read from when --commit is not given.
+	// +defaultPath="/"
+	// +optional
+	git *dagger.GitRepository,
+	// Password of the key.
+	// +optional
+	password *dagger.Secret,
+	// Base OS profile: rhel-9.6, rhel-10, centos-stream-9, centos-stream-10 (or any name with --base-image).
+	// +default="centos-stream-9"
+	profile string,
+	// Build the root layer on this bootc image instead of the profile's.
+	// +optional
+	baseImage string,
+	// Git commit the images are built from; default: HEAD of the checkout.
+	// +optional
+	commit string,
+	// Id of this run, used in run-scoped tags (default: time and random).
+	// +optional
+	runID string,
+	// Username for --registry.
+	// +optional
+	registryUsername string,
+	// Password or token for --registry.
+	// +optional
+	registryPassword *dagger.Secret,
+	// Username for the base image's registry (registry.redhat.io for RHEL profiles).
+	// +optional
+	baseRegistryUsername string,
+	// Password or token for the base image's registry.
+	// +optional
+	baseRegistryPassword *dagger.Secret,
+	// RHEL entitlement certificate; RHEL profiles.
+	// +optional
+	entitlementCert *dagger.Secret,
+	// RHEL entitlement key; RHEL profiles.
+	// +optional
+	entitlementKey *dagger.Secret,
+	// RHSM CA; RHEL profiles.
+	// +optional
+	rhsmCa *dagger.Secret,
+	// Cosign public key the SOE's hosts require on images from --trusted-namespace (default namespace: --registry).
+	// +optional
+	trustKey *dagger.File,
+	// Repository prefix whose images hosts must verify (repeatable).
+	// +optional
+	trustedNamespace []string,
+	// Cosign public key reused (unchanged) layers must be signed with; without it nothing is reused.
+	// +optional
+	publicKey *dagger.File,
+	// Layers to build even when their inputs are unchanged, or "all".
+	// +optional
+	refresh []string,
+	// Also boot bootc-image-builder disks (release fidelity; SSH probes of bootc status and failed units).
+	// +optional
+	disk bool,
+	// Disk builder image.
+	// +optional
+	diskBuilder string,
+	// VM acceleration: auto, kvm or tcg.
+	// +default="auto"
+	accel string,
+	// Seconds from a VM's start within which every probe must pass.
+	// +default=240
+	deadline int,
+) (string, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	in := engine.CIInput{Build: engine.BuildInput{Registry: registry, Profile: profile, BaseImage: baseImage, Commit: commit,
+		RunID: runID, TrustedNamespaces: trustedNamespace, Reuse: true, Refresh: refresh}}
+	in.Smoke = engine.SmokeInput{Disk: disk, DiskBuilder: diskBuilder, Accel: accel, Deadline: time.Duration(deadline) * time.Second}
+	in.Build.RegistryAuth.Username, in.Build.BaseRegistryAuth.Username = registryUsername, baseRegistryUsername
+	if in.Build.Dir, err = loadDir(ctx, c, dir); err != nil {
+		return "", err
+	}
+	if in.Build.Git, err = loadGit(ctx, c, git); err != nil {
+		return "", err
+	}
+	for _, s := range []struct {
+		dst *(*lib.Secret)
+		src *dagger.Secret
+	}{
+		{&in.Key, key}, {&in.Password, password},
+		{&in.Build.RegistryAuth.Password, registryPassword}, {&in.Build.BaseRegistryAuth.Password, baseRegistryPassword},
+		{&in.Build.EntitlementCert, entitlementCert}, {&in.Build.EntitlementKey, entitlementKey}, {&in.Build.RHSMCA, rhsmCa},
+	} {
+		if *s.dst, err = loadSecret(ctx, c, s.src); err != nil {
+			return "", err
+		}
+	}
+	for _, f := range []struct {
+		dst *(*lib.File)
+		src *dagger.File
+	}{{&in.Build.TrustKey, trustKey}, {&in.Build.PublicKey, publicKey}} {
+		if *f.dst, err = loadFile(ctx, c, f.src); err != nil {
+			return "", err
+		}
+	}
+	res, err := engine.CI(ctx, c, in, os.Stderr)
+	if res != nil {
+		out, jerr := res.JSON()
+		if err != nil {
+			return "", fmt.Errorf("%w\n\n%s", err, res.Text())
+		}
+		return string(out), jerr
+	}
+	return "", err
+}
+
+// LifecycleTest proves the bootc life cycle of a candidate: a bootc-image-builder disk of --original (the previous
+// release, or the candidate's parent chain) boots in QEMU; over SSH it switches to --candidate and reboots, rolls
+// back and reboots, upgrades along --channel (moved to the candidate) and reboots — checking the booted digest, the
+// layer's probes and local state after every boot, and that the signature policy refuses --refuse images.
+// Returns the report with the transcript of every command (JSON).
+// +cache="never"
+func (m *Imagemode) LifecycleTest(
+	ctx context.Context,
+	// The image the VM starts from, by digest.
+	original string,
+	// The candidate, by digest.
+	candidate string,
+	// Containerfiles directory: the layer's probes.
+	// +defaultPath="/containerfiles"
+	dir *dagger.Directory,
+	// Tag the installed host follows (repository:tag); moved to the candidate for the upgrade step.
+	// +optional
+	channel string,
+	// Images the host's signature policy must refuse (repeatable).
+	// +optional
+	refuse []string,
+	// Disk builder image.
+	// +optional
+	diskBuilder string,
+	// VM acceleration: auto, kvm or tcg.
+	// +default="auto"
+	accel string,
+	// Seconds per step (a reboot plus probes).
+	// +default=300
+	stepDeadline int,
+	// Username for the registry.
+	// +optional
+	registryUsername string,
+	// Password or token for the registry.
+	// +optional
+	registryPassword *dagger.Secret,
+) (string, error) {
+	c, err := connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	in := engine.LifecycleInput{Original: original, Candidate: candidate, Channel: channel, Refused: refuse, DiskBuilder: diskBuilder,
+		Accel: accel, StepDeadline: time.Duration(stepDeadline) * time.Second, RegistryAuth: engine.Credential{Username: registryUsername}}
+	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
+		return "", err
+	}
+	if in.RegistryAuth.Password, err = loadSecret(ctx, c, registryPassword); err != nil {
+		return "", err
+	}
+	rep, err := engine.Lifecycle(ctx, c, in, os.Stderr)
+	if err != nil {
+		return "", err
+	}
+	out, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encoding the report: %w", err)
+	}
+	if rep.Verdict != "pass" {
+		return "", fmt.Errorf("life-cycle test FAILED: %s\n%s", rep.Reason, out)
+	}
+	return string(out) + "\n", nil
+}

@@ -113,20 +113,31 @@ func Plan(ctx context.Context, dir *dagger.Directory, profileName, baseImage, re
 
 // BuildAll builds with the engine and returns the report (partial, with the error, when a layer failed).
 func BuildAll(ctx context.Context, client *dagger.Client, in BuildInput, log io.Writer) (*report.Report, error) {
-	prof, err := profile.Resolve(in.Profile, in.BaseImage)
+	cfg, p, _, cleanup, err := newPipeline(ctx, client, in, log)
+	defer cleanup()
 	if err != nil {
 		return nil, err
 	}
+	return p.BuildAll(ctx, cfg)
+}
+
+// newPipeline turns the module's arguments into a pipeline configuration and a pipeline building with the engine.
+func newPipeline(ctx context.Context, client *dagger.Client, in BuildInput, log io.Writer) (cfg pipeline.Config, p *pipeline.Pipeline, reg *registry.Client, cleanup func(), err error) {
+	cleanup = func() {}
+	prof, err := profile.Resolve(in.Profile, in.BaseImage)
+	if err != nil {
+		return cfg, nil, nil, cleanup, err
+	}
 	if err := pipeline.ValidateRegistry(in.Registry); err != nil {
-		return nil, err
+		return cfg, nil, nil, cleanup, err
 	}
 	commit := in.Commit
 	if commit == "" {
 		if in.Git == nil {
-			return nil, errors.New("--commit is required when no git checkout is available")
+			return cfg, nil, nil, cleanup, errors.New("--commit is required when no git checkout is available")
 		}
 		if commit, err = in.Git.Head().Commit(ctx); err != nil {
-			return nil, fmt.Errorf("reading the commit of the checkout (pass --commit): %w", err)
+			return cfg, nil, nil, cleanup, fmt.Errorf("reading the commit of the checkout (pass --commit): %w", err)
 		}
 	}
 	runID := in.RunID
@@ -137,7 +148,7 @@ func BuildAll(ctx context.Context, client *dagger.Client, in BuildInput, log io.
 	for _, kv := range in.BuildArgs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("--build-arg %q: want KEY=VALUE", kv)
+			return cfg, nil, nil, cleanup, fmt.Errorf("--build-arg %q: want KEY=VALUE", kv)
 		}
 		args[k] = v
 	}
@@ -158,7 +169,7 @@ func BuildAll(ctx context.Context, client *dagger.Client, in BuildInput, log io.
 		}
 		named, err := daggerbuild.NamedSecret(ctx, client, s.id, s.secret)
 		if err != nil {
-			return nil, err
+			return cfg, nil, nil, cleanup, err
 		}
 		opts = append(opts, daggerbuild.WithSecret(s.id, named))
 		secretIDs = append(secretIDs, s.id)
@@ -175,17 +186,17 @@ func BuildAll(ctx context.Context, client *dagger.Client, in BuildInput, log io.
 		opts = append(opts, daggerbuild.WithRegistryAuth(daggerbuild.RegistryAuth{Host: host, Username: a.cred.Username, Secret: a.cred.Password}))
 		authHosts = append(authHosts, host)
 	}
-	reg, err := registryClient(ctx, in.RegistryAuth, in.BaseRegistryAuth, in.Registry, prof.BaseImage)
+	reg, err = registryClient(ctx, in.RegistryAuth, in.BaseRegistryAuth, in.Registry, prof.BaseImage)
 	if err != nil {
-		return nil, err
+		return cfg, nil, nil, cleanup, err
 	}
-	local, cleanup, err := localCopy(ctx, in.Dir)
+	local, rm, err := localCopy(ctx, in.Dir)
 	if err != nil {
-		return nil, err
+		return cfg, nil, nil, cleanup, err
 	}
-	defer cleanup()
+	cleanup = rm
 
-	cfg := pipeline.Config{
+	cfg = pipeline.Config{
 		Source: os.DirFS(local), Dir: ".", DisplayDir: "containerfiles",
 		Registry: in.Registry, Profile: prof, Commit: commit, SourceDateEpoch: in.SourceDateEpoch,
 		RunID: runID, Layers: in.Layers, BuildArgs: args, Secrets: secretIDs, RegistryAuth: authHosts,
@@ -194,7 +205,7 @@ func BuildAll(ctx context.Context, client *dagger.Client, in BuildInput, log io.
 	if in.TrustKey != nil {
 		pub, err := in.TrustKey.Contents(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("reading --trust-key: %w", err)
+			return cfg, nil, nil, cleanup, fmt.Errorf("reading --trust-key: %w", err)
 		}
 		ns := in.TrustedNamespaces
 		if len(ns) == 0 {
@@ -202,20 +213,20 @@ func BuildAll(ctx context.Context, client *dagger.Client, in BuildInput, log io.
 		}
 		cfg.Trust = &policy.Config{PublicKey: []byte(pub), Namespaces: ns}
 	} else if len(in.TrustedNamespaces) > 0 {
-		return nil, errors.New("--trusted-namespace needs --trust-key")
+		return cfg, nil, nil, cleanup, errors.New("--trusted-namespace needs --trust-key")
 	}
 	cfg.Reuse, cfg.Refresh = in.Reuse, in.Refresh
 	if in.PasswordHash != nil {
 		v, err := in.PasswordHash.Plaintext(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("reading --password-hash: %w", err)
+			return cfg, nil, nil, cleanup, fmt.Errorf("reading --password-hash: %w", err)
 		}
 		cfg.SecretInputs = map[string][]byte{profile.SecretPasswordHash: []byte(v)}
 	}
 	if in.InputsKey != nil {
 		k, err := in.InputsKey.Plaintext(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("reading --inputs-key: %w", err)
+			return cfg, nil, nil, cleanup, fmt.Errorf("reading --inputs-key: %w", err)
 		}
 		cfg.InputsKey = []byte(k)
 	}
@@ -223,12 +234,12 @@ func BuildAll(ctx context.Context, client *dagger.Client, in BuildInput, log io.
 	if in.PublicKey != nil {
 		v, err := verifier(ctx, SignInput{PublicKey: in.PublicKey}, reg)
 		if err != nil {
-			return nil, err
+			return cfg, nil, nil, cleanup, err
 		}
 		popts = append(popts, pipeline.WithVerifier(v))
 	}
 	builder := daggerbuild.New(client, in.Dir, opts...)
-	return pipeline.New(builder, reg, popts...).BuildAll(ctx, cfg)
+	return cfg, pipeline.New(builder, reg, popts...), reg, cleanup, nil
 }
 
 // registryClient builds the go-containerregistry client with the explicit credentials (plaintext stays in memory).
