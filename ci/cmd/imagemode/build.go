@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/imagemode/imagemode/ci/build/buildah"
+	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/pipeline"
 	"github.com/imagemode/imagemode/ci/policy"
@@ -309,6 +310,7 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 	}
 	defer cleanup()
 	rep, runErr := p.BuildAll(ctx, cfg)
+	gha.New().Build(rep, runErr)
 	if rep != nil {
 		if err := emitReport(rep, b.reportFile, b.jsonOut, stdout); err != nil && runErr == nil {
 			runErr = err

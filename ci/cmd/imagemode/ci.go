@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imagemode/imagemode/ci/flow"
+	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/vm"
@@ -55,6 +56,7 @@ func runCI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Smoker: flow.HostSmoker{Tester: smoke.NewTester(reg, stderr, 1), Graph: g,
 			Template: smoke.Spec{Mode: smoke.ModeEphemeral, Accel: accel, Deadline: *deadline, MemoryMB: *memory}}}
 	res, runErr := f.Run(ctx, cfg)
+	gha.New().CI(res, runErr)
 	if res != nil {
 		data, err := res.JSON()
 		if err != nil {

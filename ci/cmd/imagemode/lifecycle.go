@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/guest"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/lifecycle"
@@ -114,6 +115,7 @@ func runLifecycleTest(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	gha.New().Lifecycle(rep)
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding the report: %w", err)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/release"
 )
@@ -74,6 +75,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Tag: *tag, Commit: *commit, Registry: *reg, ReleaseRegistry: *releaseReg,
 		Profiles: profiles, Layers: ls, Force: *force,
 	})
+	gha.New().Promotion(rep, runErr)
 	if rep != nil {
 		data, err := rep.JSON()
 		if err != nil {

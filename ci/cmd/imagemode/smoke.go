@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/pipeline"
 	"github.com/imagemode/imagemode/ci/signing"
@@ -119,6 +120,7 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stderr, "imagemode smoke: attested the %s verdict of %s\n", v.Verdict, v.Image)
 		}
 	}
+	gha.New().Verdicts(verdicts)
 	data, err := json.MarshalIndent(verdicts, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding the verdicts: %w", err)
