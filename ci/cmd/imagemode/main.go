@@ -36,6 +36,8 @@ func verbs() []verb {
 		{"verify-attestation", "verify images' attestations and print their predicates", runVerifyAttestation},
 		{"lifecycle-test", "prove switch, rollback and upgrade of a candidate on a VM booted from a release disk", runLifecycleTest},
 		{"promote", "verify a commit's candidates and move the release tags of a git tag vX.Y.Z", runPromote},
+		{"digest", "print the digest an image reference points at", runDigest},
+		{"retag", "point a tag at an image's digest (no blob upload)", runRetag},
 		{"generate-key", "make a cosign key pair for signing", runGenerateKey},
 	}
 }
