@@ -415,13 +415,7 @@ func Promote(ctx context.Context, in PromoteInput, log io.Writer) (*release.Repo
 	if err != nil {
 		return nil, err
 	}
-	var ls []release.Layer
-	for _, lv := range g.Levels() {
-		for _, n := range lv {
-			l, _ := g.Layer(n)
-			ls = append(ls, release.Layer{Name: l.Name, Parent: l.Parent})
-		}
-	}
+	ls := release.LayersOf(g)
 	commit := in.Commit
 	if commit == "" {
 		if in.Git == nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/pipeline"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/signing"
@@ -24,6 +25,19 @@ import (
 type Layer struct {
 	Name   string
 	Parent string
+}
+
+// LayersOf lists a graph's layers in build order (parents first).
+func LayersOf(g *layers.Graph) []Layer {
+	var out []Layer
+	for _, lv := range g.Levels() {
+		for _, n := range lv {
+			if l, ok := g.Layer(n); ok {
+				out = append(out, Layer{Name: l.Name, Parent: l.Parent})
+			}
+		}
+	}
+	return out
 }
 
 // Config is one promotion.

@@ -25,9 +25,13 @@ func ParseTag(tag string) (Version, error) {
 		return Version{}, fmt.Errorf("git tag %q: build metadata (%s) cannot be part of an image tag", tag, m[5])
 	}
 	v := Version{Pre: m[4]}
-	v.Major, _ = strconv.Atoi(m[1]) // the pattern admits digits only
-	v.Minor, _ = strconv.Atoi(m[2])
-	v.Patch, _ = strconv.Atoi(m[3])
+	for i, dst := range []*int{&v.Major, &v.Minor, &v.Patch} {
+		n, err := strconv.Atoi(m[i+1])
+		if err != nil {
+			return Version{}, fmt.Errorf("git tag %q: %w", tag, err)
+		}
+		*dst = n
+	}
 	for _, id := range strings.Split(v.Pre, ".") {
 		if len(id) > 1 && id[0] == '0' && isNumeric(id) {
 			return Version{}, fmt.Errorf("git tag %q: numeric pre-release identifier %q has a leading zero", tag, id)

@@ -20,7 +20,7 @@ func TestParseTagAndTags(t *testing.T) {
 	if got := rc.Tags("rhel-10"); !reflect.DeepEqual(got, []string{"2.0.0-rc.1-rhel-10"}) {
 		t.Errorf("pre-release tags = %v", got)
 	}
-	for _, bad := range []string{"1.2.3", "v1.2", "v01.2.3", "v1.2.3-", "v1.2.3+build.5", "v1.2.3-rc.01", "latest", "v1.2.3-rc..1"} {
+	for _, bad := range []string{"1.2.3", "v1.2", "v01.2.3", "v1.2.3-", "v1.2.3+build.5", "v1.2.3-rc.01", "latest", "v1.2.3-rc..1", "v99999999999999999999.0.0"} {
 		if _, err := ParseTag(bad); err == nil {
 			t.Errorf("ParseTag(%q) accepted", bad)
 		}

@@ -41,13 +41,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	var ls []release.Layer
-	for _, lv := range g.Levels() {
-		for _, n := range lv {
-			l, _ := g.Layer(n)
-			ls = append(ls, release.Layer{Name: l.Name, Parent: l.Parent})
-		}
-	}
+	ls := release.LayersOf(g)
 	if *commit == "" {
 		out, err := exec.CommandContext(ctx, "git", "-C", *dir, "rev-parse", *tag+"^{commit}").Output()
 		if err != nil {
