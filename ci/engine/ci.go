@@ -162,6 +162,16 @@ func Lifecycle(ctx context.Context, client *dagger.Client, in LifecycleInput, lo
 	lc := lifecycle.Config{Machine: rg, User: "bootc-user", Key: key, Sudo: true,
 		Original: digestOf(in.Original), Candidate: in.Candidate, Channel: follow, Probes: service, Persist: persist,
 		Refused: in.Refused, StepDeadline: in.StepDeadline}
+	if in.RegistryAuth.Username != "" && in.RegistryAuth.Password != nil {
+		pass, err := in.RegistryAuth.Password.Plaintext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the registry password: %w", err)
+		}
+		host, _, _ := strings.Cut(in.Candidate, "/")
+		if lc.RegistryAuth, err = registry.AuthJSON(map[string][2]string{host: {in.RegistryAuth.Username, pass}}); err != nil {
+			return nil, err
+		}
+	}
 	if in.Channel != "" {
 		repo, tag := in.Channel[:strings.LastIndex(in.Channel, ":")], in.Channel[strings.LastIndex(in.Channel, ":")+1:]
 		lc.MoveChannel = func(ctx context.Context, digest string) error {

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -327,11 +326,11 @@ func DiskImage(ctx context.Context, client *dagger.Client, in DiskInput) (*dagge
 		if err != nil {
 			return nil, fmt.Errorf("reading the registry password: %w", err)
 		}
-		auth, err := authJSON(host, in.RegistryAuth.Username, pass)
+		auth, err := registry.AuthJSON(map[string][2]string{host: {in.RegistryAuth.Username, pass}})
 		if err != nil {
 			return nil, err
 		}
-		ctr = ctr.WithMountedSecret("/run/secrets/auth.json", client.SetSecret("imagemode-disk-auth", auth))
+		ctr = ctr.WithMountedSecret("/run/secrets/auth.json", client.SetSecret("imagemode-disk-auth", string(auth)))
 		job.AuthFile = "/run/secrets/auth.json"
 	}
 	script, err := diskimage.Script(job)
@@ -355,14 +354,3 @@ func isLoopbackHost(host string) bool {
 	return h == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
-func authJSON(host, user, pass string) (string, error) {
-	b, err := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": basicAuth(user, pass)}}})
-	if err != nil {
-		return "", fmt.Errorf("encoding registry credentials: %w", err)
-	}
-	return string(b), nil
-}
-
-func basicAuth(user, pass string) string {
-	return base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
-}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -176,6 +177,42 @@ func (c *Client) Run(ctx context.Context, cmd string) (string, error) {
 		e.Error, e.ExitStatus = err.Error(), -1
 		return e.Stdout, fmt.Errorf("ssh %s: %q: %w", c.Addr, cmd, err)
 	}
+}
+
+// WriteFile writes content to path in the guest through the session's standard input (never on a command line),
+// with mode, as the login user (prefix "sudo -n " with sudo). The transcript records the path and the size only:
+// use it for secrets such as registry credentials.
+func (c *Client) WriteFile(ctx context.Context, path string, content []byte, mode os.FileMode, sudo bool) error {
+	cmd := fmt.Sprintf("sh -c 'umask 077 && mkdir -p \"$(dirname %[1]s)\" && cat > %[1]s && chmod %#o %[1]s'", path, mode.Perm())
+	if sudo {
+		cmd = "sudo -n " + cmd
+	}
+	e := Entry{Command: fmt.Sprintf("write %s (%d bytes, content not recorded)", path, len(content)), Started: time.Now().UTC()}
+	defer func() {
+		e.DurationMS = time.Since(e.Started).Milliseconds()
+		c.t.add(e)
+	}()
+	s, err := c.c.NewSession()
+	if err != nil {
+		e.Error = err.Error()
+		return fmt.Errorf("ssh %s: new session: %w", c.Addr, err)
+	}
+	defer s.Close()
+	var stderr bytes.Buffer
+	s.Stdin, s.Stderr = bytes.NewReader(content), &stderr
+	done := make(chan error, 1)
+	go func() { done <- s.Run(cmd) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	e.Stderr = stderr.String()
+	if err != nil {
+		e.Error, e.ExitStatus = err.Error(), -1
+		return fmt.Errorf("writing %s in the guest: %w: %s", path, err, strings.TrimSpace(e.Stderr))
+	}
+	return nil
 }
 
 // Retry dials until it succeeds or ctx ends (a booting guest refuses or resets connections for a while).

@@ -23,6 +23,9 @@ func TestRunAndTranscript(t *testing.T) {
 		case "false":
 			return "", "nope\n", 3
 		}
+		if strings.Contains(cmd, "cat > /etc/ostree/auth.json") {
+			return "", "", 0
+		}
 		return "", "unknown command\n", 127
 	})
 	var tr Transcript
@@ -46,6 +49,21 @@ func TestRunAndTranscript(t *testing.T) {
 	es := tr.Entries()
 	if len(es) != 2 || es[0].Command != "echo hi" || es[0].Stdout != "hi\n" || es[1].ExitStatus != 3 || es[1].Stderr != "nope\n" {
 		t.Errorf("transcript = %+v", es)
+	}
+
+	if err := c.WriteFile(t.Context(), "/etc/ostree/auth.json", []byte(`{"auths":{"r":{"auth":"c2VjcmV0"}}}`), 0o600, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tr.Entries() {
+		if strings.Contains(e.Command+e.Stdout+e.Stderr, "c2VjcmV0") {
+			t.Errorf("the transcript holds the file's content: %+v", e)
+		}
+	}
+	if got := srv.Commands(); !strings.HasPrefix(got[len(got)-1], "sudo -n sh -c 'umask 077") || !strings.Contains(got[len(got)-1], "chmod 0600 /etc/ostree/auth.json") {
+		t.Errorf("write command = %q", got[len(got)-1])
+	}
+	if got := srv.Stdin(); got != `{"auths":{"r":{"auth":"c2VjcmV0"}}}` {
+		t.Errorf("stdin = %q", got)
 	}
 
 	other, err := NewKey("")

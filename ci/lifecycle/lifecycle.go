@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -58,6 +59,9 @@ type Config struct {
 	StepDeadline time.Duration
 	// SkipRollbackUpgrade runs only the switch (the profile upgrade of a database keeps the new profile).
 	SkipRollbackUpgrade bool
+	// RegistryAuth, when set, is a containers auth.json written to /etc/ostree/auth.json in the VM (credentials
+	// for private repositories go there, never into an image); the transcript does not record it.
+	RegistryAuth []byte
 }
 
 // Step is one transition's outcome.
@@ -123,6 +127,14 @@ func (s *Session) Run(ctx context.Context, cmd string, privileged bool) (string,
 		s.drop() // the connection is gone; the next command reconnects
 	}
 	return out, err
+}
+
+// WriteFile writes a file in the guest without recording its content.
+func (s *Session) WriteFile(ctx context.Context, path string, content []byte, mode os.FileMode) error {
+	if err := s.connect(ctx); err != nil {
+		return err
+	}
+	return s.c.WriteFile(ctx, path, content, mode, s.cfg.Sudo)
 }
 
 // BootID reads /proc/sys/kernel/random/boot_id.
@@ -306,6 +318,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		st.BootID = id
 		if err := expectBooted(ctx, st, cfg.Original); err != nil {
 			return err
+		}
+		if len(cfg.RegistryAuth) > 0 {
+			if err := s.WriteFile(ctx, "/etc/ostree/auth.json", cfg.RegistryAuth, 0o600); err != nil {
+				return err
+			}
 		}
 		for _, p := range persist {
 			if err := p.Write(ctx, s); err != nil {

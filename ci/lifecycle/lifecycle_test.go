@@ -101,6 +101,9 @@ func (h *fakeHost) handle(cmd string) (string, string, int) {
 		}
 		return "", "cat: no such file\n", 1
 	}
+	if strings.Contains(cmd, "cat > /etc/ostree/auth.json") {
+		return "", "", 0
+	}
 	if m := echoRE.FindStringSubmatch(cmd); m != nil {
 		h.etc[m[2]] = m[1]
 		return "", "", 0
@@ -149,6 +152,7 @@ func setup(t *testing.T, h *fakeHost) (Config, *guesttest.Server) {
 		Probes:       []smoke.Probe{bootedProbe{h: h}},
 		Refused:      []string{repo + "@" + other},
 		StepDeadline: 5 * time.Second,
+		RegistryAuth: []byte(`{"auths":{"registry.example.com":{"auth":"cm9ib3Q6c2VjcmV0"}}}`),
 	}, srv
 }
 
@@ -193,6 +197,14 @@ func TestLifecyclePasses(t *testing.T) {
 	}
 	if len(rep.Transcript) < 10 || rep.Transcript[0].Command == "" {
 		t.Errorf("transcript has %d entries", len(rep.Transcript))
+	}
+	if !strings.Contains(cmds, "cat > /etc/ostree/auth.json") {
+		t.Error("the registry credentials were not written to /etc/ostree/auth.json")
+	}
+	for _, e := range rep.Transcript {
+		if strings.Contains(e.Command+e.Stdout+e.Stderr, "cm9ib3Q6c2VjcmV0") {
+			t.Errorf("the transcript holds the registry credentials: %q", e.Command)
+		}
 	}
 }
 

@@ -6,6 +6,8 @@ package registry
 import (
 	"archive/tar"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -408,4 +410,18 @@ func (c *Client) CopyAttachment(ctx context.Context, srcDigestRef, dstRepo, suff
 		return err
 	}
 	return c.Tag(ctx, dstRepo+"@"+d, tag)
+}
+
+// AuthJSON renders a containers auth.json (for buildah, podman, and hosts' /etc/ostree/auth.json) with a username
+// and password per registry host.
+func AuthJSON(creds map[string][2]string) ([]byte, error) {
+	auths := map[string]map[string]string{}
+	for host, c := range creds {
+		auths[host] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(c[0] + ":" + c[1]))}
+	}
+	b, err := json.Marshal(map[string]any{"auths": auths})
+	if err != nil {
+		return nil, fmt.Errorf("encoding registry credentials: %w", err)
+	}
+	return b, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -475,13 +474,13 @@ func emitReport(rep *report.Report, file string, jsonOut bool, stdout io.Writer)
 
 // writeAuthFile writes a containers auth.json (mode 0600) for buildah and returns a function removing it.
 func writeAuthFile(creds []credential) (string, func(), error) {
-	auths := map[string]map[string]string{}
+	m := map[string][2]string{}
 	for _, c := range creds {
-		auths[c.host] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(c.user + ":" + c.pass))}
+		m[c.host] = [2]string{c.user, c.pass}
 	}
-	data, err := json.Marshal(map[string]any{"auths": auths})
+	data, err := registry.AuthJSON(m)
 	if err != nil {
-		return "", nil, fmt.Errorf("encoding registry credentials: %w", err)
+		return "", nil, err
 	}
 	dir, err := os.MkdirTemp("", "imagemode-auth-")
 	if err != nil {

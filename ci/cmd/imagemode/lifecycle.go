@@ -95,6 +95,17 @@ func runLifecycleTest(ctx context.Context, args []string, stdout, stderr io.Writ
 	}()
 	lc := lifecycle.Config{Machine: machine, User: *user, Key: guest.Key{Signer: signer}, Sudo: *user != "root",
 		Original: *original, Candidate: *candidate, Channel: *channel, Probes: service, Refused: refuse, StepDeadline: *stepDeadline}
+	if creds, err := rf.credentials(*candidate, ""); err != nil {
+		return err
+	} else if len(creds) > 0 {
+		m := map[string][2]string{}
+		for _, c := range creds {
+			m[c.host] = [2]string{c.user, c.pass}
+		}
+		if lc.RegistryAuth, err = registry.AuthJSON(m); err != nil {
+			return err
+		}
+	}
 	if *channel != "" {
 		reg, err := rf.pushClient(*channel)
 		if err != nil {

@@ -6,7 +6,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
+	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 
@@ -21,6 +23,14 @@ type Server struct {
 	Addr     string
 	mu       sync.Mutex
 	commands []string
+	stdin    []byte
+}
+
+// Stdin returns what the last command received on its standard input.
+func (s *Server) Stdin() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.stdin)
 }
 
 // Commands returns the commands received so far.
@@ -98,8 +108,15 @@ func (s *Server) serve(conn net.Conn, cfg *ssh.ServerConfig, h Handler) {
 				n := binary.BigEndian.Uint32(req.Payload)
 				cmd := string(req.Payload[4 : 4+n])
 				req.Reply(true, nil)
+				var in []byte
+				if strings.Contains(cmd, "cat >") {
+					in, _ = io.ReadAll(ch)
+				}
 				s.mu.Lock()
 				s.commands = append(s.commands, cmd)
+				if in != nil {
+					s.stdin = in
+				}
 				s.mu.Unlock()
 				out, errOut, status := h(cmd)
 				ch.Write([]byte(out))
