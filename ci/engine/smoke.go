@@ -353,4 +353,3 @@ func isLoopbackHost(host string) bool {
 	ip := net.ParseIP(h)
 	return h == "localhost" || (ip != nil && ip.IsLoopback())
 }
-
