@@ -199,7 +199,7 @@ func (h *Host) boot(ctx context.Context, d Deployment, extraKarg string) error {
 	if err != nil {
 		return err
 	}
-	cmdline := b.Cmdline() + " imagemode.standin.backend=" + h.backend
+	cmdline := b.Cmdline() + " imagemode.standin.backend=" + h.backend + " imagemode.standin.var"
 	if extraKarg != "" {
 		cmdline += " " + extraKarg
 	}
