@@ -1,31 +1,11 @@
 package diskimage
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imagemode/imagemode/ci/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update once)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs:\n--- got\n%s--- want\n%s", name, got, want)
-	}
-}
 
 func TestConfigTOML(t *testing.T) {
 	out, err := ConfigTOML(Config{
@@ -35,7 +15,7 @@ func TestConfigTOML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "config.toml.golden", string(out))
+	golden.Check(t, "config.toml.golden", out)
 	for _, bad := range []Config{
 		{Users: []User{{Name: "Root User"}}},
 		{Users: []User{{Name: "u", Key: "ssh-ed25519 AAA\nssh-rsa BBB"}}},
@@ -56,12 +36,12 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "bib.sh.golden", s)
+	golden.Check(t, "bib.sh.golden", []byte(s))
 	j.Kind, j.TLSVerify, j.AuthFile = KindImageBuilder, false, "/run/secrets/auth.json"
 	if s, err = Script(j); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "image-builder.sh.golden", s)
+	golden.Check(t, "image-builder.sh.golden", []byte(s))
 	for _, bad := range []Job{
 		{Image: "ghcr.io/a/b:tag", Follow: "ghcr.io/a/b:tag"},
 		{Image: "ghcr.io/a/b@sha256:" + strings.Repeat("a", 64), Follow: "ghcr.io/a/b@sha256:x"},

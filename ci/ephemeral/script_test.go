@@ -1,15 +1,11 @@
 package ephemeral
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/imagemode/imagemode/ci/internal/golden"
 	"github.com/imagemode/imagemode/ci/vm"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 func TestScriptGolden(t *testing.T) {
 	s, err := Script(ScriptOptions{Rootfs: "/rootfs", Work: "/work", Accel: vm.AccelAuto, SerialPort: 4444,
@@ -18,19 +14,7 @@ func TestScriptGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join("testdata", "boot.sh.golden")
-	if *update {
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s != string(want) {
-		t.Errorf("boot script differs:\n%s", s)
-	}
+	golden.Check(t, "boot.sh.golden", []byte(s))
 	if _, err := Script(ScriptOptions{Rootfs: "/root fs", Work: "/w"}); err == nil {
 		t.Error("an unsafe path was accepted")
 	}

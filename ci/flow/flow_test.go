@@ -3,20 +3,12 @@ package flow
 import (
 	"context"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/imagemode/imagemode/ci/build"
+	"github.com/imagemode/imagemode/ci/internal/regtest"
 	"github.com/imagemode/imagemode/ci/pipeline"
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
@@ -24,30 +16,6 @@ import (
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
 )
-
-func push(ctx context.Context, ref string, labels map[string]string) (string, error) {
-	img, err := random.Image(256, 1)
-	if err != nil {
-		return "", err
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return "", err
-	}
-	cfg.Config.Labels = labels
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		return "", err
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return "", err
-	}
-	if err := remote.Write(r, img, remote.WithContext(ctx)); err != nil {
-		return "", err
-	}
-	d, err := img.Digest()
-	return d.String(), err
-}
 
 type fakeSmoker struct{ fail string }
 
@@ -65,12 +33,10 @@ func (f fakeSmoker) Smoke(ctx context.Context, rep *report.Report) ([]smoke.Verd
 
 func setup(t *testing.T, fail string) (*Flow, pipeline.Config, *signing.KeyVerifier) {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+	host := regtest.Start(t, nil)
 	reg := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
 	base := host + "/upstream/base:1"
-	if _, err := push(t.Context(), base, nil); err != nil {
+	if _, err := regtest.Push(t.Context(), base, 256, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	prof, err := profile.Resolve("centos-stream-9", base)
@@ -78,7 +44,7 @@ func setup(t *testing.T, fail string) (*Flow, pipeline.Config, *signing.KeyVerif
 		t.Fatal(err)
 	}
 	b := build.Func(func(ctx context.Context, req build.Request) (build.Result, error) {
-		d, err := push(ctx, req.Target, req.Labels)
+		d, err := regtest.Push(ctx, req.Target, 256, 1, req.Labels)
 		repo := req.Target[:strings.LastIndex(req.Target, ":")]
 		return build.Result{Digest: d, Ref: repo + "@" + d}, err
 	})

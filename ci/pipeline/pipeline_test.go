@@ -7,8 +7,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,14 +16,13 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/imagemode/imagemode/ci/build"
+	"github.com/imagemode/imagemode/ci/internal/regtest"
 	"github.com/imagemode/imagemode/ci/policy"
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
@@ -35,38 +32,6 @@ import (
 )
 
 const commit = "0123456789abcdef0123456789abcdef01234567"
-
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
-
-// pushImage pushes a small random image with labels to ref and returns its digest.
-func pushImage(ctx context.Context, ref string, labels map[string]string) (string, error) {
-	img, err := random.Image(512, 1)
-	if err != nil {
-		return "", err
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return "", err
-	}
-	cfg.Config.Labels = labels
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		return "", err
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return "", err
-	}
-	if err := remote.Write(r, img, remote.WithContext(ctx)); err != nil {
-		return "", err
-	}
-	d, err := img.Digest()
-	return d.String(), err
-}
 
 // fakeBuilder pushes a random image per request and records what it was asked.
 type fakeBuilder struct {
@@ -83,7 +48,7 @@ func (f *fakeBuilder) Build(ctx context.Context, req build.Request) (build.Resul
 	if err != nil {
 		return build.Result{}, err
 	}
-	d, err := pushImage(ctx, req.Target, req.Labels)
+	d, err := regtest.Push(ctx, req.Target, 512, 1, req.Labels)
 	if err != nil {
 		return build.Result{}, err
 	}
@@ -114,9 +79,9 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	host := startRegistry(t)
+	host := regtest.Start(t, nil)
 	base := host + "/upstream/centos-bootc:stream9"
-	baseD, err := pushImage(t.Context(), base, map[string]string{"containers.bootc": "1"})
+	baseD, err := regtest.Push(t.Context(), base, 512, 1, map[string]string{"containers.bootc": "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +261,7 @@ func TestChecksBeforeBuilding(t *testing.T) {
 func TestBuilderDigestMustMatchRegistry(t *testing.T) {
 	f := newFixture(t)
 	lying := build.Func(func(ctx context.Context, req build.Request) (build.Result, error) {
-		if _, err := pushImage(ctx, req.Target, req.Labels); err != nil {
+		if _, err := regtest.Push(ctx, req.Target, 512, 1, req.Labels); err != nil {
 			return build.Result{}, err
 		}
 		return build.Result{Digest: "sha256:" + strings.Repeat("0", 64)}, nil

@@ -2,33 +2,14 @@ package policy
 
 import (
 	"encoding/json"
-	"flag"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+
+	"github.com/imagemode/imagemode/ci/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update once)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
 
 // testKey is a fixed public key (testdata/key.pub) so that golden files are stable.
 var testKey = func() string {
@@ -52,7 +33,7 @@ func TestMergeKeepsRHELEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "rhel-merged-policy.json.golden", out)
+	golden.Check(t, "rhel-merged-policy.json.golden", out)
 
 	var doc struct {
 		Default    []map[string]any                       `json:"default"`
@@ -88,11 +69,11 @@ func TestMergeWithoutBasePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "empty-base-policy.json.golden", out)
+	golden.Check(t, "empty-base-policy.json.golden", out)
 }
 
 func TestRegistriesDAndFiles(t *testing.T) {
-	golden(t, "registries.d.yaml.golden", RegistriesD(cfg()))
+	golden.Check(t, "registries.d.yaml.golden", RegistriesD(cfg()))
 	c := cfg()
 	files, err := Files(nil, &c)
 	if err != nil {

@@ -4,21 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/imagemode/imagemode/ci/internal/regtest"
 	"github.com/imagemode/imagemode/ci/pipeline"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/signing"
@@ -70,10 +65,8 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	cnt := &counter{h: ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))}
-	srv := httptest.NewServer(cnt)
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+	cnt := &counter{h: regtest.Handler()}
+	host := regtest.Start(t, cnt)
 	reg := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
 	priv, pub, err := signing.GenerateKeyPair([]byte("pw"))
 	if err != nil {
@@ -101,37 +94,19 @@ func newFixture(t testing.TB) *fixture {
 // image pushes a random image with the pipeline's labels to repo:tag and returns its digest reference.
 func (f *fixture) image(t testing.TB, layer, parent, baseDigest, rev, tag string) string {
 	t.Helper()
-	img, err := random.Image(2048, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Config.Labels = map[string]string{
+	labels := map[string]string{
 		pipeline.LabelRevision: rev, pipeline.LabelLayer: layer, pipeline.LabelProfile: profile,
 		pipeline.LabelBaseDigest: baseDigest,
 	}
 	if parent != "" {
-		cfg.Config.Labels[pipeline.LabelParent] = parent
-	}
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		t.Fatal(err)
+		labels[pipeline.LabelParent] = parent
 	}
 	repo := f.ns + "/" + layer
-	r, err := name.ParseReference(repo + ":" + tag)
+	d, err := regtest.Push(t.Context(), repo+":"+tag, 2048, 2, labels)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(r, img, remote.WithContext(t.Context())); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return repo + "@" + d.String()
+	return repo + "@" + d
 }
 
 func verdict(ref, v string) []byte {

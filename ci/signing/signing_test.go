@@ -3,17 +3,13 @@ package signing
 import (
 	"encoding/json"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/imagemode/imagemode/ci/internal/regtest"
 	"github.com/imagemode/imagemode/ci/registry"
 )
 
@@ -27,8 +23,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
+	host := regtest.Start(t, nil)
 	reg := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
 	priv, pub, err := GenerateKeyPair([]byte("correct horse"))
 	if err != nil {
@@ -50,27 +45,16 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{host: strings.TrimPrefix(srv.URL, "http://"), reg: reg, signer: s, ver: v, other: o}
+	return &env{host: host, reg: reg, signer: s, ver: v, other: o}
 }
 
 func (e *env) push(t *testing.T, repo string) string {
 	t.Helper()
-	img, err := random.Image(256, 1)
+	d, err := regtest.Push(t.Context(), e.host+"/"+repo+":t", 256, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := name.ParseReference(e.host + "/" + repo + ":t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, remote.WithContext(t.Context())); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e.host + "/" + repo + "@" + d.String()
+	return e.host + "/" + repo + "@" + d
 }
 
 func TestSignVerify(t *testing.T) {

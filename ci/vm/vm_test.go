@@ -1,31 +1,11 @@
 package vm
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imagemode/imagemode/ci/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update once)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs:\n--- got\n%s--- want\n%s", name, got, want)
-	}
-}
 
 func TestArgsEphemeral(t *testing.T) {
 	c := Config{
@@ -34,12 +14,12 @@ func TestArgsEphemeral(t *testing.T) {
 		Forwards:    []Forward{{Guest: 80, Host: 18080}, {Guest: 3306, Host: 13306}, {Guest: 22, Host: 2222, Bind: "0.0.0.0"}},
 		Credentials: map[string]string{"imagemode.mariadb-user": "smoke:abc", "a.b": "x,y"},
 	}
-	golden(t, "ephemeral-tcg.args", strings.Join(c.Args(AccelTCG, "file:/w/serial.log", "/w/qmp.sock"), "\n")+"\n")
+	golden.Check(t, "ephemeral-tcg.args", []byte(strings.Join(c.Args(AccelTCG, "file:/w/serial.log", "/w/qmp.sock"), "\n")+"\n"))
 }
 
 func TestArgsDisk(t *testing.T) {
 	c := Config{Disk: "/w/disk.qcow2", Format: "qcow2"}
-	golden(t, "disk-auto.args", strings.Join(c.Args(AccelAuto, "tcp:0.0.0.0:4444,server=on,wait=off", "/w/qmp.sock"), "\n")+"\n")
+	golden.Check(t, "disk-auto.args", []byte(strings.Join(c.Args(AccelAuto, "tcp:0.0.0.0:4444,server=on,wait=off", "/w/qmp.sock"), "\n")+"\n"))
 }
 
 func TestParseAccel(t *testing.T) {
