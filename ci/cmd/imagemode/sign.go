@@ -148,14 +148,7 @@ func runSign(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	k.registerPrivate(fs)
 	im.register(fs)
 	rf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	refs, err := im.refs()
-	if err != nil {
-		return err
-	}
-	reg, err := rf.pushClient(refs[0])
+	refs, reg, err := parseImageVerb(fs, args, &im, &rf)
 	if err != nil {
 		return err
 	}
@@ -180,14 +173,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	k.registerPublic(fs)
 	im.register(fs)
 	rf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	refs, err := im.refs()
-	if err != nil {
-		return err
-	}
-	reg, err := rf.pushClient(refs[0])
+	refs, reg, err := parseImageVerb(fs, args, &im, &rf)
 	if err != nil {
 		return err
 	}
@@ -260,14 +246,7 @@ func runVerifyAttestation(ctx context.Context, args []string, stdout, stderr io.
 	im.register(fs)
 	rf.register(fs)
 	ptype := fs.String("type", signing.PredicateSmoke, "predicate type URI")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	refs, err := im.refs()
-	if err != nil {
-		return err
-	}
-	reg, err := rf.pushClient(refs[0])
+	refs, reg, err := parseImageVerb(fs, args, &im, &rf)
 	if err != nil {
 		return err
 	}
@@ -319,6 +298,23 @@ func runGenerateKey(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "wrote %s\n", f.path)
 	}
 	return nil
+}
+
+// parseImageVerb parses the flags of a verb that works on images and returns their digest references and a
+// registry client for them.
+func parseImageVerb(fs *flag.FlagSet, args []string, im *imageFlags, rf *registryFlags) ([]string, *registry.Client, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	refs, err := im.refs()
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, err := rf.pushClient(refs[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	return refs, reg, nil
 }
 
 // pushClient is a registry client with the --registry-username credentials for the host of ref.
