@@ -110,7 +110,10 @@ func (s *Server) serve(conn net.Conn, cfg *ssh.ServerConfig, h Handler) {
 				req.Reply(true, nil)
 				var in []byte
 				if strings.Contains(cmd, "cat >") {
-					in, _ = io.ReadAll(ch)
+					var err error
+					if in, err = io.ReadAll(ch); err != nil {
+						return // the client went away: nothing to answer
+					}
 				}
 				s.mu.Lock()
 				s.commands = append(s.commands, cmd)
