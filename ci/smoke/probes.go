@@ -89,7 +89,7 @@ func (h HTTP) GuestPorts() []int { return []int{h.port()} }
 // Check implements Probe.
 func (h HTTP) Check(ctx context.Context, t Target) (string, error) {
 	url := "http://" + t.Addr(h.port()) + h.path()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

@@ -63,7 +63,7 @@ type booted interface {
 // stops early when the guest cannot come up: QEMU exited, or the console shows a kernel panic or emergency mode.
 func Run(ctx context.Context, g booted, probes []Probe, o RunOptions) ([]ProbeResult, error) {
 	if o.Interval == 0 {
-		o.Interval = 500 * time.Millisecond
+		o.Interval = 200 * time.Millisecond
 	}
 	ctx, cancel := context.WithDeadline(ctx, g.Started().Add(o.Deadline))
 	defer cancel()
