@@ -72,15 +72,8 @@ func smokeBootErr(ctx context.Context, boot *ephemeral.Boot, smk layers.Smoke) (
 		return 0, err
 	}
 	cfg := vm.Config{Kernel: boot.Kernel, Initrd: boot.Initrd, Append: boot.Cmdline(), Disk: boot.Disk,
-		Format: "raw", Snapshot: true, NoReboot: true, Credentials: map[string]string{}}
-	for _, p := range probes {
-		for _, gp := range p.GuestPorts() {
-			cfg.Forwards = append(cfg.Forwards, vm.Forward{Guest: gp})
-		}
-		if m, ok := p.(smoke.MariaDB); ok {
-			cfg.Credentials[smoke.CredentialName] = m.Credential()
-		}
-	}
+		Format: "raw", Snapshot: true, NoReboot: true}
+	smoke.Attach(&cfg, probes, "", false)
 	v, err := vm.Start(ctx, cfg, benchAccel())
 	if err != nil {
 		return 0, err

@@ -122,19 +122,13 @@ func Lifecycle(ctx context.Context, client *dagger.Client, in LifecycleInput, lo
 	cfg := vm.Config{Disk: "/disk/disk.qcow2", Format: "qcow2", Snapshot: true, MemoryMB: 2048, Credentials: map[string]string{},
 		Forwards: []vm.Forward{{Guest: 22, Host: 22, Bind: "0.0.0.0"}}}
 	ctr := qemuContainer(client).WithMountedFile("/disk/disk.qcow2", disk).WithExposedPort(22).WithExposedPort(serialPort)
-	var service []smoke.Probe
+	service := smoke.Services(probes)
+	for _, gp := range smoke.Attach(&cfg, service, "0.0.0.0", true) {
+		ctr = ctr.WithExposedPort(gp)
+	}
 	var persist []lifecycle.Persistence
-	for _, p := range probes {
-		if _, ok := p.(smoke.MultiUser); ok {
-			continue
-		}
-		service = append(service, p)
-		for _, gp := range p.GuestPorts() {
-			cfg.Forwards = append(cfg.Forwards, vm.Forward{Guest: gp, Host: gp, Bind: "0.0.0.0"})
-			ctr = ctr.WithExposedPort(gp)
-		}
+	for _, p := range service {
 		if m, ok := p.(smoke.MariaDB); ok {
-			cfg.Credentials[smoke.CredentialName] = m.Credential()
 			persist = append(persist, &lifecycle.MariaDBRows{Probe: m})
 		}
 	}

@@ -161,18 +161,8 @@ func smokeOne(ctx context.Context, client *dagger.Client, in SmokeInput, ref str
 		}
 		ctr = qemuContainer(client).WithMountedDirectory("/rootfs", img.From(ref).Rootfs())
 	}
-	ports := map[int]bool{}
-	for _, p := range probes {
-		for _, gp := range p.GuestPorts() {
-			if !ports[gp] {
-				ports[gp] = true
-				cfg.Forwards = append(cfg.Forwards, vm.Forward{Guest: gp, Host: gp, Bind: "0.0.0.0"})
-				ctr = ctr.WithExposedPort(gp)
-			}
-		}
-		if m, ok := p.(smoke.MariaDB); ok {
-			cfg.Credentials[smoke.CredentialName] = m.Credential()
-		}
+	for _, gp := range smoke.Attach(&cfg, probes, "0.0.0.0", true) {
+		ctr = ctr.WithExposedPort(gp)
 	}
 	if in.Disk {
 		var q []string

@@ -224,19 +224,8 @@ func (t *Tester) Test(ctx context.Context, s Spec) (Verdict, error) {
 		return Verdict{}, err
 	}
 	cfg := vm.Config{Kernel: boot.Kernel, Initrd: boot.Initrd, Append: boot.Cmdline(), Disk: boot.Disk, Format: "raw",
-		Snapshot: true, NoReboot: true, MemoryMB: s.MemoryMB, Credentials: map[string]string{}}
-	ports := map[int]bool{}
-	for _, p := range probes {
-		for _, gp := range p.GuestPorts() {
-			if !ports[gp] {
-				ports[gp] = true
-				cfg.Forwards = append(cfg.Forwards, vm.Forward{Guest: gp})
-			}
-		}
-		if m, ok := p.(MariaDB); ok {
-			cfg.Credentials[CredentialName] = m.Credential()
-		}
-	}
+		Snapshot: true, NoReboot: true, MemoryMB: s.MemoryMB}
+	Attach(&cfg, probes, "", false)
 	machine, err := vm.Start(ctx, cfg, s.Accel)
 	if err != nil {
 		return Verdict{}, err
@@ -288,4 +277,48 @@ func (s since) ExitError() error        { return nil }
 // console of the current boot only when it is among probes; life-cycle steps pass only service probes.
 func RunAfter(ctx context.Context, t Target, probes []Probe, deadline time.Duration) ([]ProbeResult, error) {
 	return Run(ctx, since{Target: t, start: time.Now()}, probes, RunOptions{Deadline: deadline})
+}
+
+// Attach adds to a VM what the probes need: a forward per guest port (once each; bind "" is 127.0.0.1; with
+// samePort the host port equals the guest port, as inside a service container, else a free one is picked) and the
+// MariaDB credential. It returns the guest ports it added.
+func Attach(cfg *vm.Config, probes []Probe, bind string, samePort bool) []int {
+	if cfg.Credentials == nil {
+		cfg.Credentials = map[string]string{}
+	}
+	have := map[int]bool{}
+	for _, f := range cfg.Forwards {
+		have[f.Guest] = true
+	}
+	var added []int
+	for _, p := range probes {
+		for _, gp := range p.GuestPorts() {
+			if have[gp] {
+				continue
+			}
+			have[gp] = true
+			f := vm.Forward{Guest: gp, Bind: bind}
+			if samePort {
+				f.Host = gp
+			}
+			cfg.Forwards = append(cfg.Forwards, f)
+			added = append(added, gp)
+		}
+		if m, ok := p.(MariaDB); ok {
+			cfg.Credentials[CredentialName] = m.Credential()
+		}
+	}
+	return added
+}
+
+// Services drops the multi-user probe: after reboots the console keeps earlier boots' lines, so life cycles judge
+// it once, at the start.
+func Services(probes []Probe) []Probe {
+	var out []Probe
+	for _, p := range probes {
+		if _, ok := p.(MultiUser); !ok {
+			out = append(out, p)
+		}
+	}
+	return out
 }

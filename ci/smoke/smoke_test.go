@@ -3,12 +3,14 @@ package smoke
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/vm"
 )
 
 type fakeGuest struct {
@@ -123,5 +125,32 @@ func TestProbesFromLayer(t *testing.T) {
 	m := ps[2].(MariaDB)
 	if m.User != "smoke" || len(m.Password) != 24 || m.Credential() != "smoke:"+m.Password {
 		t.Errorf("mariadb probe = %+v", m)
+	}
+}
+
+func TestAttachAndServices(t *testing.T) {
+	m, err := NewMariaDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probes := []Probe{MultiUser{}, HTTP{Path: "/"}, HTTP{Path: "/other"}, m}
+	cfg := vm.Config{Forwards: []vm.Forward{{Guest: 22}}}
+	added := Attach(&cfg, probes, "0.0.0.0", true)
+	if fmt.Sprint(added) != "[80 3306]" {
+		t.Errorf("added %v", added)
+	}
+	if len(cfg.Forwards) != 3 || cfg.Forwards[1] != (vm.Forward{Guest: 80, Host: 80, Bind: "0.0.0.0"}) || cfg.Forwards[2].Guest != 3306 {
+		t.Errorf("forwards %+v", cfg.Forwards)
+	}
+	if cfg.Credentials[CredentialName] != m.Credential() {
+		t.Errorf("credentials %v", cfg.Credentials)
+	}
+	cfg2 := vm.Config{}
+	Attach(&cfg2, probes, "", false)
+	if cfg2.Forwards[0] != (vm.Forward{Guest: 80}) {
+		t.Errorf("host forwards %+v", cfg2.Forwards)
+	}
+	if s := Services(probes); len(s) != 3 || s[0].Name() != "http /" {
+		t.Errorf("services %v", s)
 	}
 }

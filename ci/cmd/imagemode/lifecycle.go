@@ -69,21 +69,9 @@ func runLifecycleTest(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	// Multi-user is judged once at the first boot; after reboots the console keeps earlier boots' lines.
-	var service []smoke.Probe
-	cfg := vm.Config{Disk: *disk, Format: "qcow2", Snapshot: true, MemoryMB: *memory, Forwards: []vm.Forward{{Guest: 22}}, Credentials: map[string]string{}}
-	for _, p := range probes {
-		if _, ok := p.(smoke.MultiUser); ok {
-			continue
-		}
-		service = append(service, p)
-		for _, gp := range p.GuestPorts() {
-			cfg.Forwards = append(cfg.Forwards, vm.Forward{Guest: gp})
-		}
-		if m, ok := p.(smoke.MariaDB); ok {
-			cfg.Credentials[smoke.CredentialName] = m.Credential()
-		}
-	}
+	service := smoke.Services(probes)
+	cfg := vm.Config{Disk: *disk, Format: "qcow2", Snapshot: true, MemoryMB: *memory, Forwards: []vm.Forward{{Guest: 22}}}
+	smoke.Attach(&cfg, service, "", false)
 	machine, err := vm.Start(ctx, cfg, accel)
 	if err != nil {
 		return err
