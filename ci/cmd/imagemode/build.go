@@ -456,15 +456,24 @@ func emitReport(rep *report.Report, file string, jsonOut bool, stdout io.Writer)
 	if err != nil {
 		return err
 	}
+	return output(stdout, file, jsonOut, data, rep.Table)
+}
+
+// output writes a verb's JSON report to file (when set) and prints either the JSON or the text rendering.
+func output(stdout io.Writer, file string, jsonOut bool, data []byte, text func() string) error {
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		data = append(data, '\n')
+	}
 	if file != "" {
 		if err := os.WriteFile(file, data, 0o644); err != nil {
 			return fmt.Errorf("writing the report to %q: %w", file, err)
 		}
 	}
+	var err error
 	if jsonOut {
 		_, err = stdout.Write(data)
 	} else {
-		_, err = io.WriteString(stdout, rep.Table())
+		_, err = io.WriteString(stdout, text())
 	}
 	if err != nil {
 		return fmt.Errorf("printing the report: %w", err)

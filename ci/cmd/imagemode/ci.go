@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"time"
@@ -62,17 +61,7 @@ func runCI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if b.reportFile != "" {
-			if err := os.WriteFile(b.reportFile, data, 0o644); err != nil && runErr == nil {
-				runErr = fmt.Errorf("writing %s: %w", b.reportFile, err)
-			}
-		}
-		if b.jsonOut {
-			_, err = stdout.Write(data)
-		} else {
-			_, err = io.WriteString(stdout, res.Text())
-		}
-		if err != nil && runErr == nil {
+		if err := output(stdout, b.reportFile, b.jsonOut, data, res.Text); err != nil && runErr == nil {
 			runErr = err
 		}
 	}

@@ -119,22 +119,19 @@ func runLifecycleTest(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return fmt.Errorf("encoding the report: %w", err)
 	}
-	if *reportFile != "" {
-		if err := os.WriteFile(*reportFile, append(data, '\n'), 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", *reportFile, err)
-		}
-	}
-	if *jsonOut {
-		fmt.Fprintf(stdout, "%s\n", data)
-	} else {
+	if err := output(stdout, *reportFile, *jsonOut, data, func() string {
+		var w strings.Builder
 		for _, s := range rep.Steps {
 			mark := "ok  "
 			if !s.OK {
 				mark = "FAIL"
 			}
-			fmt.Fprintf(stdout, "%s %-36s %6.1fs  booted %s %s\n", mark, s.Name, float64(s.DurationMS)/1000, s.Booted, s.Detail)
+			fmt.Fprintf(&w, "%s %-36s %6.1fs  booted %s %s\n", mark, s.Name, float64(s.DurationMS)/1000, s.Booted, s.Detail)
 		}
-		fmt.Fprintf(stdout, "life cycle: %s %s\n", strings.ToUpper(rep.Verdict), rep.Reason)
+		fmt.Fprintf(&w, "life cycle: %s %s\n", strings.ToUpper(rep.Verdict), rep.Reason)
+		return w.String()
+	}); err != nil {
+		return err
 	}
 	if rep.Verdict != smoke.Pass {
 		return fmt.Errorf("life-cycle test FAILED: %s", rep.Reason)

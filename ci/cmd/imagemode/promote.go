@@ -75,17 +75,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		if *reportFile != "" {
-			if err := os.WriteFile(*reportFile, data, 0o644); err != nil && runErr == nil {
-				runErr = fmt.Errorf("writing %s: %w", *reportFile, err)
-			}
-		}
-		if *jsonOut {
-			_, err = stdout.Write(data)
-		} else {
-			_, err = io.WriteString(stdout, rep.Text())
-		}
-		if err != nil && runErr == nil {
+		if err := output(stdout, *reportFile, *jsonOut, data, rep.Text); err != nil && runErr == nil {
 			runErr = err
 		}
 	}

@@ -125,19 +125,14 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("encoding the verdicts: %w", err)
 	}
-	if *reportFile != "" {
-		if err := os.WriteFile(*reportFile, append(data, '\n'), 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", *reportFile, err)
-		}
-	}
-	if *jsonOut {
-		if _, err := fmt.Fprintf(stdout, "%s\n", data); err != nil {
-			return err
-		}
-	} else {
+	if err := output(stdout, *reportFile, *jsonOut, data, func() string {
+		var b strings.Builder
 		for _, v := range verdicts {
-			printVerdict(stdout, v)
+			printVerdict(&b, v)
 		}
+		return b.String()
+	}); err != nil {
+		return err
 	}
 	var failed []string
 	for _, v := range verdicts {
