@@ -83,10 +83,15 @@ func smokeBootErr(ctx context.Context, boot *ephemeral.Boot, smk layers.Smoke) (
 	if fatal != nil {
 		return 0, fatal
 	}
+	var failed []string
 	for _, r := range res {
 		if !r.OK {
-			return 0, fmt.Errorf("probe %s failed: %s", r.Name, r.Detail)
+			failed = append(failed, r.Name+": "+r.Detail)
 		}
+	}
+	if len(failed) > 0 {
+		return 0, fmt.Errorf("after %s: %s\nserial console (tail):\n%s", time.Since(v.Started()).Round(time.Second),
+			strings.Join(failed, "; "), v.SerialTail(smoke.SerialTailLines))
 	}
 	return time.Since(v.Started()), nil
 }

@@ -150,7 +150,7 @@ func smokeOne(ctx context.Context, client *dagger.Client, in SmokeInput, ref str
 			return smoke.Verdict{}, err
 		}
 		ssh := smoke.SSH{User: "bootc-user", Key: key, Transcript: &guest.Transcript{}, Sudo: true}
-		probes = append(probes, smoke.BootcBooted{SSH: ssh, Digest: digest}, smoke.NoFailedUnits{SSH: ssh})
+		probes = append(smoke.WithSSH(probes, ssh), smoke.BootcBooted{SSH: ssh, Digest: digest}, smoke.NoFailedUnits{SSH: ssh})
 		cfg.Disk, cfg.Format, cfg.Snapshot = "/disk/disk.qcow2", "qcow2", true
 		ctr = qemuContainer(client).WithMountedFile("/disk/disk.qcow2", disk)
 	} else {

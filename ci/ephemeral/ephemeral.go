@@ -29,8 +29,13 @@ import (
 	"github.com/imagemode/imagemode/ci/registry"
 )
 
-// BaseCmdline roots the guest on the virtio disk made from the image.
-const BaseCmdline = "root=/dev/vda rw console=ttyS0,115200n8 enforcing=0 panic=-1"
+// BaseCmdline roots the guest on the virtio disk made from the image, with its console on the serial port.
+//
+// It masks the serial getty: a getty is a Type=idle service, which waits at most 5 s for the boot jobs to finish;
+// when boot is slower (TCG guests sharing a CPU), it starts anyway and systemd then turns its own console output
+// off for good, so the "Reached target multi-user.target" line the smoke test waits for would never be printed.
+// Test boots need no login prompt on the console (probes use forwarded ports and SSH).
+const BaseCmdline = "root=/dev/vda rw console=ttyS0,115200n8 enforcing=0 panic=-1 systemd.mask=serial-getty@ttyS0.service"
 
 // Boot is a prepared ephemeral boot.
 type Boot struct {

@@ -40,8 +40,13 @@ var multiUserRE = regexp.MustCompile(`Reached target .*(Multi-User System|multi-
 // ansiRE matches the colour escapes systemd writes to the console.
 var ansiRE = regexp.MustCompile(`\x1b\[[0-9;]*m`)
 
-// MultiUser passes once the guest's serial console shows systemd reaching multi-user.target.
-type MultiUser struct{}
+// MultiUser passes once the guest's serial console shows systemd reaching multi-user.target. With SSH set (disk
+// mode), it also passes when `systemctl is-active multi-user.target` says so: a disk image boots with its own
+// kernel arguments, and when its serial getty starts before boot finishes (Type=idle gives up after 5 s on slow
+// guests), systemd stops writing status lines to the console.
+type MultiUser struct {
+	SSH *SSH
+}
 
 // Name implements Probe.
 func (MultiUser) Name() string { return "multi-user" }
@@ -50,11 +55,21 @@ func (MultiUser) Name() string { return "multi-user" }
 func (MultiUser) GuestPorts() []int { return nil }
 
 // Check implements Probe.
-func (MultiUser) Check(_ context.Context, t Target) (string, error) {
-	if m := multiUserRE.FindString(ansiRE.ReplaceAllString(t.Serial(), "")); m != "" {
-		return strings.TrimSpace(m), nil
+func (m MultiUser) Check(ctx context.Context, t Target) (string, error) {
+	if line := multiUserRE.FindString(ansiRE.ReplaceAllString(t.Serial(), "")); line != "" {
+		return strings.TrimSpace(line), nil
 	}
-	return "", errors.New("the serial console does not show multi-user.target reached")
+	if m.SSH == nil {
+		return "", errors.New("the serial console does not show multi-user.target reached")
+	}
+	out, err := m.SSH.run(ctx, t, "systemctl is-active multi-user.target || true")
+	if err != nil {
+		return "", fmt.Errorf("the serial console does not show multi-user.target reached, and over SSH: %w", err)
+	}
+	if state := strings.TrimSpace(out); state != "active" {
+		return "", fmt.Errorf("multi-user.target is %q (systemctl is-active over SSH)", state)
+	}
+	return "multi-user.target active (systemctl is-active over SSH)", nil
 }
 
 // HTTP GETs a path on guest port 80 and expects a status and a substring of the body. A port that accepts

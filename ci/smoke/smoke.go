@@ -311,6 +311,18 @@ func Attach(cfg *vm.Config, probes []Probe, bind string, samePort bool) []int {
 	return added
 }
 
+// WithSSH lets the multi-user probe ask the guest over SSH when its console says nothing (disk mode).
+func WithSSH(probes []Probe, ssh SSH) []Probe {
+	out := make([]Probe, len(probes))
+	for i, p := range probes {
+		if _, ok := p.(MultiUser); ok {
+			p = MultiUser{SSH: &ssh}
+		}
+		out[i] = p
+	}
+	return out
+}
+
 // Services drops the multi-user probe: after reboots the console keeps earlier boots' lines, so life cycles judge
 // it once, at the start.
 func Services(probes []Probe) []Probe {

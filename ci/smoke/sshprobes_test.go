@@ -24,6 +24,7 @@ func TestSSHProbes(t *testing.T) {
 	}
 	booted := "sha256:1111"
 	failed := ""
+	target := "activating"
 	srv := guesttest.Start(t, key.Signer.PublicKey(), func(cmd string) (string, string, int) {
 		cmd = strings.TrimPrefix(cmd, "sudo -n ")
 		switch {
@@ -33,6 +34,8 @@ func TestSSHProbes(t *testing.T) {
 			return "running\n", "", 0
 		case cmd == "systemctl --failed --no-legend --plain":
 			return failed, "", 0
+		case cmd == "systemctl is-active multi-user.target || true":
+			return target + "\n", "", 0
 		}
 		return "", "?", 127
 	})
@@ -51,6 +54,18 @@ func TestSSHProbes(t *testing.T) {
 	failed = "httpd.service loaded failed failed The Apache HTTP Server\n"
 	if _, err := (NoFailedUnits{s}).Check(t.Context(), tg); err == nil || !strings.Contains(err.Error(), "httpd.service") {
 		t.Errorf("failed unit: %v", err)
+	}
+	// Multi-user: a quiet console is judged over SSH, only with SSH set.
+	mu := WithSSH([]Probe{MultiUser{}}, s)[0]
+	if _, err := (MultiUser{}).Check(t.Context(), tg); err == nil || !strings.Contains(err.Error(), "serial console") {
+		t.Errorf("multi-user without SSH: %v", err)
+	}
+	if _, err := mu.Check(t.Context(), tg); err == nil || !strings.Contains(err.Error(), `"activating"`) {
+		t.Errorf("multi-user while activating: %v", err)
+	}
+	target = "active"
+	if d, err := mu.Check(t.Context(), tg); err != nil || !strings.Contains(d, "over SSH") {
+		t.Errorf("multi-user active: %q %v", d, err)
 	}
 	if got := srv.Commands()[0]; got != "sudo -n bootc status --json" {
 		t.Errorf("command = %q", got)
