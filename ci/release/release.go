@@ -12,6 +12,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/pipeline"
@@ -319,7 +320,12 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 	if err != nil {
 		return Checked{}, refuse(ref, "no passing smoke test: %v", err)
 	}
+	// An image keeps a history of verdicts (one per run that tested it). It passes when some verdict passed and no
+	// failed verdict is as new as the newest pass: a later failure (a flaky guest, a changed probe) blocks it until
+	// a newer run passes again.
 	passed, testedAtCommit := false, false
+	var newestPass time.Time
+	var failures []smoke.Verdict
 	var why []string
 	for _, st := range sts {
 		vd, err := smoke.ParseVerdict(st.Predicate)
@@ -329,14 +335,24 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 		case vd.Digest != digest:
 			why = append(why, fmt.Sprintf("a verdict for %s", vd.Digest))
 		case vd.Verdict != smoke.Pass:
+			failures = append(failures, vd)
 			why = append(why, fmt.Sprintf("the smoke test failed (%s)", vd.Reason))
 		default:
+			if !passed || vd.Started.After(newestPass) {
+				newestPass = vd.Started
+			}
 			passed = true
 			testedAtCommit = testedAtCommit || commitMatches(vd.Commit, cfg.Commit)
 		}
 	}
 	if !passed {
 		return Checked{}, refuse(ref, "no passing smoke test: %s", strings.Join(why, "; "))
+	}
+	for _, f := range failures {
+		if !f.Started.Before(newestPass) {
+			return Checked{}, refuse(ref, "the smoke test failed (%s) at %s, after its last pass (%s): re-run it",
+				f.Reason, stamp(f.Started), stamp(newestPass))
+		}
 	}
 	// The image was built at the tag's commit, or — reused unchanged — passed its smoke test as that commit's
 	// candidate (a verdict signed by the key names the commit).
@@ -443,4 +459,11 @@ func orNone(s string) string {
 		return "nothing recorded"
 	}
 	return s
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "an unknown time"
+	}
+	return t.UTC().Format(time.RFC3339)
 }

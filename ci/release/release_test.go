@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -302,8 +303,13 @@ func TestHostileCases(t *testing.T) {
 			return f.cfg("v1.0.0")
 		}, "no passing smoke test"},
 		{"verdict naming another digest", func(t *testing.T, f *fixture) Config {
+			// A signed verdict whose subject is this image but whose body names the SOE: it proves nothing here.
+			ref := f.image(t, "database", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			if err := f.signer.Sign(t.Context(), ref); err != nil {
+				t.Fatal(err)
+			}
 			b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Digest: f.digests["soe"], Mode: "ephemeral"})
-			if err := f.signer.Attest(t.Context(), f.ref("database"), signing.PredicateSmoke, b); err != nil {
+			if err := f.signer.Attest(t.Context(), ref, signing.PredicateSmoke, b); err != nil {
 				t.Fatal(err)
 			}
 			return f.cfg("v1.0.0")
@@ -517,8 +523,45 @@ func TestPromoteReusedLayer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A third commit reuses them too: its verdicts join the history, and the second commit stays promotable.
+	const thirdCommit = "e00e0123456789abcdef0123456789abcdef0123"
+	for _, l := range family {
+		_, d, _ := strings.Cut(f.ref(l.Name), "@")
+		b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: f.ref(l.Name), Digest: d, Commit: thirdCommit, Mode: "ephemeral"})
+		if err := f.signer.Attest(ctx, f.ref(l.Name), signing.PredicateSmoke, b); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rep, err := New(f.reg, f.ver).Promote(ctx, c)
 	if err != nil || !rep.Complete {
-		t.Fatalf("reused layers with verdicts for the new commit: %v", err)
+		t.Fatalf("reused layers with verdicts for the new commit (and a later one): %v", err)
+	}
+}
+
+// The verdict history: a failure newer than the last pass blocks promotion; a newer pass (a re-run) clears it.
+func TestPromoteVerdictHistory(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t)
+	f.build(t)
+	at := func(v string, ts time.Time) {
+		t.Helper()
+		ref := f.ref("database")
+		_, d, _ := strings.Cut(ref, "@")
+		b, _ := json.Marshal(smoke.Verdict{Verdict: v, Image: ref, Digest: d, Commit: commit, Mode: "ephemeral",
+			Reason: map[bool]string{true: "", false: "mariadb did not answer"}[v == smoke.Pass], Started: ts})
+		if err := f.signer.Attest(ctx, ref, signing.PredicateSmoke, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	at(smoke.Pass, t0)
+	at(smoke.Fail, t0.Add(time.Hour))
+	_, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.0.0"))
+	if err == nil || !strings.Contains(err.Error(), "after its last pass") || !strings.Contains(err.Error(), "mariadb did not answer") {
+		t.Fatalf("a failure after the last pass: %v", err)
+	}
+	at(smoke.Pass, t0.Add(2*time.Hour))
+	if rep, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.0.0")); err != nil || !rep.Complete {
+		t.Fatalf("a pass after the failure: %v", err)
 	}
 }

@@ -81,11 +81,28 @@ func parseDigestRef(ref string) (name.Digest, error) {
 
 // KeySigner signs with a private key — a cosign key file, or an ephemeral key certified by Fulcio (keyless).
 type KeySigner struct {
-	sv    signature.SignerVerifier
-	reg   *registry.Client
-	cert  []byte
-	chain []byte
-	rekor *rekorclient.Rekor
+	sv      signature.SignerVerifier
+	reg     *registry.Client
+	cert    []byte
+	chain   []byte
+	rekor   *rekorclient.Rekor
+	history int
+}
+
+// DefaultAttestationHistory is how many attestations of one predicate type an image keeps by default.
+const DefaultAttestationHistory = 10
+
+// WithAttestationHistory keeps the newest n attestations of each predicate type on an image (default
+// DefaultAttestationHistory; 1 replaces the previous one, like cosign attest --replace). Keeping several matters to
+// promotion: an image reused unchanged by later commits carries one smoke verdict per commit that tested it.
+func WithAttestationHistory(n int) SignerOption {
+	return func(s *KeySigner) error {
+		if n < 1 {
+			return fmt.Errorf("attestation history %d: keep at least 1", n)
+		}
+		s.history = n
+		return nil
+	}
 }
 
 // SignerOption configures a KeySigner.
@@ -120,7 +137,7 @@ func NewKeySigner(keyPEM, password []byte, reg *registry.Client, opts ...SignerO
 
 // NewSigner wraps a loaded signer.
 func NewSigner(sv signature.SignerVerifier, reg *registry.Client, opts ...SignerOption) (*KeySigner, error) {
-	s := &KeySigner{sv: sv, reg: reg}
+	s := &KeySigner{sv: sv, reg: reg, history: DefaultAttestationHistory}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err
@@ -206,8 +223,8 @@ func (s *KeySigner) Sign(ctx context.Context, digestRef string) error {
 	return nil
 }
 
-// Attest attaches a signed in-toto statement with predicate (JSON) about digestRef (tag sha256-<hex>.att). A newer
-// attestation of the same predicate type replaces the older one.
+// Attest attaches a signed in-toto statement with predicate (JSON) about digestRef (tag sha256-<hex>.att). The newest
+// attestations of each predicate type are kept (WithAttestationHistory); older ones of the same type are dropped.
 func (s *KeySigner) Attest(ctx context.Context, digestRef, predicateType string, predicate []byte) error {
 	d, err := parseDigestRef(digestRef)
 	if err != nil {
@@ -243,7 +260,7 @@ func (s *KeySigner) Attest(ctx context.Context, digestRef, predicateType string,
 	opts := s.ociOpts(ctx)
 	se := ociremote.SignedUnknown(d, opts...)
 	newSE, err := mutate.AttachAttestationToEntity(se, att,
-		mutate.WithDupeDetector(cremote.NewDupeDetector(s.sv)), mutate.WithReplaceOp(cremote.NewReplaceOp(predicateType)))
+		mutate.WithDupeDetector(cremote.NewDupeDetector(s.sv)), mutate.WithReplaceOp(historyOp{predicateType: predicateType, keep: s.history}))
 	if err != nil {
 		return fmt.Errorf("attesting %q: %w", digestRef, err)
 	}

@@ -3,6 +3,8 @@ package signing
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 
@@ -19,6 +21,7 @@ type env struct {
 	signer *KeySigner
 	ver    *KeyVerifier
 	other  *KeySigner
+	priv   []byte
 }
 
 func newEnv(t *testing.T) *env {
@@ -45,7 +48,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{host: host, reg: reg, signer: s, ver: v, other: o}
+	return &env{host: host, reg: reg, signer: s, ver: v, other: o, priv: priv}
 }
 
 func (e *env) push(t *testing.T, repo string) string {
@@ -137,12 +140,8 @@ func TestAttestations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sts) != 1 {
-		t.Fatalf("%d statements, want 1 (a newer verdict replaces the older)", len(sts))
-	}
-	var p struct{ Verdict string }
-	if err := json.Unmarshal(sts[0].Predicate, &p); err != nil || p.Verdict != "pass" {
-		t.Errorf("predicate = %s (%v)", sts[0].Predicate, err)
+	if got := verdicts(t, sts); strings.Join(got, ",") != "fail,pass" && strings.Join(got, ",") != "pass,fail" {
+		t.Fatalf("verdicts %v, want both the failed and the passing one", got)
 	}
 	if _, err := e.ver.Attestations(ctx, ref, "https://example.com/other/v1"); err == nil {
 		t.Error("an attestation of another type was accepted")
@@ -190,5 +189,73 @@ func copyTo(t *testing.T, src, dst string) {
 	}
 	if err := remote.Write(d, img, remote.WithContext(t.Context())); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func verdicts(t *testing.T, sts []Statement) []string {
+	t.Helper()
+	var out []string
+	for _, st := range sts {
+		var p struct{ Verdict string }
+		if err := json.Unmarshal(st.Predicate, &p); err != nil {
+			t.Fatalf("predicate %s: %v", st.Predicate, err)
+		}
+		out = append(out, p.Verdict)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// An image keeps the newest attestations of each predicate type, and never loses those of another type.
+func TestAttestationHistory(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t)
+	if _, err := NewKeySigner(e.priv, []byte("correct horse"), e.reg, WithAttestationHistory(0)); err == nil {
+		t.Error("a history of 0 was accepted")
+	}
+	s, err := NewKeySigner(e.priv, []byte("correct horse"), e.reg, WithAttestationHistory(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := e.push(t, "im/homepage")
+	const other = "https://example.com/other/v1"
+	for i := 1; i <= 5; i++ {
+		if err := s.Attest(ctx, ref, PredicateSmoke, []byte(fmt.Sprintf(`{"verdict":"v%d"}`, i))); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			if err := s.Attest(ctx, ref, other, []byte(`{"verdict":"other"}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sts, err := e.ver.Attestations(ctx, ref, PredicateSmoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(verdicts(t, sts), ","); got != "v3,v4,v5" {
+		t.Errorf("smoke verdicts kept: %s, want the newest three v3,v4,v5", got)
+	}
+	sts, err = e.ver.Attestations(ctx, ref, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(verdicts(t, sts), ","); got != "other" {
+		t.Errorf("the other predicate type: %s", got)
+	}
+	// History 1 replaces, like cosign attest --replace.
+	one, err := NewKeySigner(e.priv, []byte("correct horse"), e.reg, WithAttestationHistory(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := one.Attest(ctx, ref, PredicateSmoke, []byte(`{"verdict":"v6"}`)); err != nil {
+		t.Fatal(err)
+	}
+	sts, err = e.ver.Attestations(ctx, ref, PredicateSmoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(verdicts(t, sts), ","); got != "v6" {
+		t.Errorf("history 1 kept %s, want v6", got)
 	}
 }
