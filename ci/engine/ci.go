@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 
 	"github.com/imagemode/imagemode/ci/flow"
 	"github.com/imagemode/imagemode/ci/guest"
-	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/lifecycle"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
@@ -86,12 +84,7 @@ func Lifecycle(ctx context.Context, client *dagger.Client, in LifecycleInput, lo
 	if err != nil {
 		return nil, err
 	}
-	local, cleanup, err := localCopy(ctx, in.Dir)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
-	g, err := layers.Open(os.DirFS(local), ".", "containerfiles")
+	g, err := openGraph(ctx, in.Dir)
 	if err != nil {
 		return nil, err
 	}

@@ -82,6 +82,16 @@ func localCopy(ctx context.Context, dir *dagger.Directory) (string, func(), erro
 	return tmp, func() { os.RemoveAll(tmp) }, nil
 }
 
+// openGraph reads the layer graph (layers.yaml) of dir; the graph holds no reference to the copy it was read from.
+func openGraph(ctx context.Context, dir *dagger.Directory) (*layers.Graph, error) {
+	local, cleanup, err := localCopy(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	return layers.Open(os.DirFS(local), ".", "containerfiles")
+}
+
 // Lint checks the layer graph and the Containerfiles of dir.
 func Lint(ctx context.Context, dir *dagger.Directory) error {
 	local, cleanup, err := localCopy(ctx, dir)
@@ -406,12 +416,7 @@ type PromoteInput struct {
 
 // Promote verifies the tag's candidates and moves the release tags; it returns the promotion report (JSON).
 func Promote(ctx context.Context, in PromoteInput, log io.Writer) (*release.Report, error) {
-	local, cleanup, err := localCopy(ctx, in.Dir)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
-	g, err := layers.Open(os.DirFS(local), ".", "containerfiles")
+	g, err := openGraph(ctx, in.Dir)
 	if err != nil {
 		return nil, err
 	}

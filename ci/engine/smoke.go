@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -59,12 +58,7 @@ func SmokeTest(ctx context.Context, client *dagger.Client, in SmokeInput, log io
 	if err != nil {
 		return nil, err
 	}
-	local, cleanup, err := localCopy(ctx, in.Dir)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
-	g, err := layers.Open(os.DirFS(local), ".", "containerfiles")
+	g, err := openGraph(ctx, in.Dir)
 	if err != nil {
 		return nil, err
 	}
