@@ -314,10 +314,31 @@ func (m *Imagemode) Build(
 	// Repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry).
 	// +optional
 	trustedNamespace []string,
+	// Value of the org.opencontainers.image.source label.
+	// +optional
+	sourceURL string,
+	// Seconds since the epoch used as the images' creation time (reproducible configs); 0: none.
+	// +optional
+	sourceDateEpoch int,
+	// Layers of one level built at once (0: all).
+	// +optional
+	jobs int,
+	// Reuse a signed image whose inputs are unchanged instead of building the layer. Needs --public-key.
+	// +default=true
+	reuse bool,
+	// Cosign public key reused images must be signed with.
+	// +optional
+	publicKey *dagger.File,
+	// Layers to build even when their inputs are unchanged, or "all".
+	// +optional
+	refresh []string,
+	// Key of the HMAC under which secret inputs (the password hash) enter input digests.
+	// +optional
+	inputsKey *dagger.Secret,
 ) (*BuildResult, error) {
-	return m.build(ctx, []string{layer}, registry, dir, git, profile, baseImage, commit, runID, buildArg, "", 0, 0,
+	return m.build(ctx, []string{layer}, registry, dir, git, profile, baseImage, commit, runID, buildArg, sourceURL, sourceDateEpoch, jobs,
 		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash,
-		trustKey, trustedNamespace, reuseOptions{})
+		trustKey, trustedNamespace, reuseOptions{reuse: reuse, publicKey: publicKey, refresh: refresh, inputsKey: inputsKey})
 }
 
 func (m *Imagemode) build(ctx context.Context, only []string, registry string, dir *dagger.Directory, git *dagger.GitRepository,
@@ -567,12 +588,19 @@ func (m *Imagemode) SmokeTest(
 	// or ghcr.io/osbuild/image-builder-cli.
 	// +optional
 	diskBuilder string,
-	// Acceleration: auto (KVM when it initialises, else TCG), kvm or tcg.
+	// Container image QEMU runs in: one with qemu-system-x86_64 and mkfs.ext4 on its PATH (default: Debian
+	// bookworm-slim with qemu-system-x86, qemu-utils and e2fsprogs installed by apt, cached by the engine).
+	// +optional
+	qemuImage string,
+	// Acceleration: auto (KVM, and TCG when KVM cannot run the guest), kvm or tcg.
 	// +default="auto"
 	accel string,
 	// Seconds from the VM's start within which every probe must pass.
 	// +default=240
 	deadline int,
+	// Guest memory in MiB.
+	// +default=1536
+	memory int,
 	// Cosign private key: attest each verdict.
 	// +optional
 	key *dagger.Secret,
@@ -595,7 +623,8 @@ func (m *Imagemode) SmokeTest(
 	if err != nil {
 		return "", err
 	}
-	in := engine.SmokeInput{SignInput: si, Disk: disk, DiskBuilder: diskBuilder, Accel: accel, Deadline: time.Duration(deadline) * time.Second}
+	in := engine.SmokeInput{SignInput: si, Disk: disk, DiskBuilder: diskBuilder, QEMUImage: qemuImage, Accel: accel,
+		Deadline: time.Duration(deadline) * time.Second, MemoryMB: memory}
 	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
 		return "", err
 	}
@@ -723,18 +752,46 @@ func (m *Imagemode) Ci(
 	// Layers to build even when their inputs are unchanged, or "all".
 	// +optional
 	refresh []string,
-	// Also boot bootc-image-builder disks (release fidelity; SSH probes of bootc status and failed units).
+	// Reuse a signed image whose inputs are unchanged instead of building the layer (needs --public-key).
+	// +default=true
+	reuse bool,
+	// Key of the HMAC under which secret inputs (the password hash) enter input digests.
+	// +optional
+	inputsKey *dagger.Secret,
+	// crypt(3) hash of bootc-user's password (mkpasswd --method=sha-512); default: the account is locked.
+	// +optional
+	passwordHash *dagger.Secret,
+	// Extra build arguments KEY=VALUE for every layer (never secrets: they are recorded in the image).
+	// +optional
+	buildArg []string,
+	// Value of the org.opencontainers.image.source label.
+	// +optional
+	sourceURL string,
+	// Seconds since the epoch used as the images' creation time (reproducible configs); 0: none.
+	// +optional
+	sourceDateEpoch int,
+	// Layers of one level built at once (0: all).
+	// +optional
+	jobs int,
+	// Boot bootc-image-builder disks (release fidelity; SSH probes of bootc status and failed units) instead of
+	// the images' own kernel and root filesystem.
 	// +optional
 	disk bool,
 	// Disk builder image.
 	// +optional
 	diskBuilder string,
+	// Container image QEMU runs in (see smoke-test).
+	// +optional
+	qemuImage string,
 	// VM acceleration: auto, kvm or tcg.
 	// +default="auto"
 	accel string,
 	// Seconds from a VM's start within which every probe must pass.
 	// +default=240
 	deadline int,
+	// Guest memory in MiB.
+	// +default=1536
+	memory int,
 ) (string, error) {
 	c, err := connect(ctx)
 	if err != nil {
@@ -742,8 +799,10 @@ func (m *Imagemode) Ci(
 	}
 	defer c.Close()
 	in := engine.CIInput{Build: engine.BuildInput{Registry: registry, Profile: profile, BaseImage: baseImage, Commit: commit,
-		RunID: runID, TrustedNamespaces: trustedNamespace, Reuse: true, Refresh: refresh}}
-	in.Smoke = engine.SmokeInput{Disk: disk, DiskBuilder: diskBuilder, Accel: accel, Deadline: time.Duration(deadline) * time.Second}
+		RunID: runID, TrustedNamespaces: trustedNamespace, Reuse: reuse, Refresh: refresh, BuildArgs: buildArg, SourceURL: sourceURL,
+		SourceDateEpoch: int64(sourceDateEpoch), Jobs: jobs}}
+	in.Smoke = engine.SmokeInput{Disk: disk, DiskBuilder: diskBuilder, QEMUImage: qemuImage, Accel: accel,
+		Deadline: time.Duration(deadline) * time.Second, MemoryMB: memory}
 	in.Build.RegistryAuth.Username, in.Build.BaseRegistryAuth.Username = registryUsername, baseRegistryUsername
 	if in.Build.Dir, err = loadDir(ctx, c, dir); err != nil {
 		return "", err
@@ -758,6 +817,7 @@ func (m *Imagemode) Ci(
 		{&in.Key, key}, {&in.Password, password},
 		{&in.Build.RegistryAuth.Password, registryPassword}, {&in.Build.BaseRegistryAuth.Password, baseRegistryPassword},
 		{&in.Build.EntitlementCert, entitlementCert}, {&in.Build.EntitlementKey, entitlementKey}, {&in.Build.RHSMCA, rhsmCa},
+		{&in.Build.PasswordHash, passwordHash}, {&in.Build.InputsKey, inputsKey},
 	} {
 		if *s.dst, err = loadSecret(ctx, c, s.src); err != nil {
 			return "", err
@@ -806,6 +866,9 @@ func (m *Imagemode) LifecycleTest(
 	// Disk builder image.
 	// +optional
 	diskBuilder string,
+	// Container image QEMU runs in (see smoke-test).
+	// +optional
+	qemuImage string,
 	// VM acceleration: auto, kvm or tcg.
 	// +default="auto"
 	accel string,
@@ -824,7 +887,7 @@ func (m *Imagemode) LifecycleTest(
 		return "", err
 	}
 	defer c.Close()
-	in := engine.LifecycleInput{Original: original, Candidate: candidate, Channel: channel, Refused: refuse, DiskBuilder: diskBuilder,
+	in := engine.LifecycleInput{Original: original, Candidate: candidate, Channel: channel, Refused: refuse, DiskBuilder: diskBuilder, QEMUImage: qemuImage,
 		Accel: accel, StepDeadline: time.Duration(stepDeadline) * time.Second, RegistryAuth: engine.Credential{Username: registryUsername}}
 	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
 		return "", err

@@ -16,7 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
 	"github.com/imagemode/imagemode/tests/harness"
@@ -91,10 +91,10 @@ func TestStandinFamilyBuildsInOrder(t *testing.T) {
 				t.Errorf("%s: parent %s run tag points at %s, report says %s", l.Name, l.Parent, pushed, wantBase)
 			}
 		}
-		if labels[pipeline.LabelBaseDigest] != wantBase {
-			t.Errorf("%s: base-digest label %q, want its parent's pushed digest %q", l.Name, labels[pipeline.LabelBaseDigest], wantBase)
+		if labels[layers.LabelBaseDigest] != wantBase {
+			t.Errorf("%s: base-digest label %q, want its parent's pushed digest %q", l.Name, labels[layers.LabelBaseDigest], wantBase)
 		}
-		if labels[pipeline.LabelRevision] != testCommit || labels[pipeline.LabelLayer] != l.Name || labels[pipeline.LabelProfile] != "standin" {
+		if labels[layers.LabelRevision] != testCommit || labels[layers.LabelLayer] != l.Name || labels[layers.LabelProfile] != "standin" {
 			t.Errorf("%s: labels %v", l.Name, labels)
 		}
 		if labels["containers.bootc"] != "1" {

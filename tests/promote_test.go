@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/release"
 	"github.com/imagemode/imagemode/ci/signing"
@@ -43,8 +43,8 @@ func candidates(t *testing.T, ns, commit, profile string, s *signing.KeySigner) 
 		if l.Parent != "" {
 			base = digests[l.Parent]
 		}
-		cfg.Config.Labels = map[string]string{pipeline.LabelRevision: commit, pipeline.LabelLayer: l.Name,
-			pipeline.LabelProfile: profile, pipeline.LabelBaseDigest: base, pipeline.LabelParent: l.Parent}
+		cfg.Config.Labels = map[string]string{layers.LabelRevision: commit, layers.LabelLayer: l.Name,
+			layers.LabelProfile: profile, layers.LabelBaseDigest: base, layers.LabelParent: l.Parent}
 		if img, err = mutate.ConfigFile(img, cfg); err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
 	"github.com/imagemode/imagemode/ci/smoke"
+	"github.com/imagemode/imagemode/ci/tags"
 	"github.com/imagemode/imagemode/ci/vm"
 )
 
@@ -54,7 +55,7 @@ func CI(ctx context.Context, client *dagger.Client, in CIInput, log io.Writer) (
 	if err != nil {
 		return nil, err
 	}
-	in.Smoke.Dir, in.Smoke.RegistryAuth = in.Build.Dir, in.Build.RegistryAuth
+	in.Smoke.Dir, in.Smoke.RegistryAuth, in.Smoke.RunID = in.Build.Dir, in.Build.RegistryAuth, cfg.RunID
 	f := &flow.Flow{Pipeline: p, Signer: s, Smoker: daggerSmoker{client: client, in: in.Smoke, log: log}, Log: log}
 	return f.Run(ctx, cfg)
 }
@@ -67,6 +68,8 @@ type LifecycleInput struct {
 	Refused                      []string
 	Dir                          *dagger.Directory
 	DiskBuilder                  string
+	QEMUImage                    string
+	RunID                        string
 	Accel                        string
 	StepDeadline                 time.Duration
 	RegistryAuth                 Credential
@@ -114,38 +117,28 @@ func Lifecycle(ctx context.Context, client *dagger.Client, in LifecycleInput, lo
 	}
 	cfg := vm.Config{Disk: "/disk/disk.qcow2", Format: "qcow2", Snapshot: true, MemoryMB: 2048, Credentials: map[string]string{},
 		Forwards: []vm.Forward{{Guest: 22, Host: 22, Bind: "0.0.0.0"}}}
-	ctr := qemuContainer(client).WithMountedFile("/disk/disk.qcow2", disk).WithExposedPort(22).WithExposedPort(serialPort)
 	service := smoke.Services(probes)
-	for _, gp := range smoke.Attach(&cfg, service, "0.0.0.0", true) {
-		ctr = ctr.WithExposedPort(gp)
-	}
+	smoke.Attach(&cfg, service, "0.0.0.0", true)
 	var persist []lifecycle.Persistence
 	for _, p := range service {
 		if m, ok := p.(smoke.MariaDB); ok {
 			persist = append(persist, &lifecycle.MariaDBRows{Probe: m})
 		}
 	}
-	args := cfg.Args(accel, fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", serialPort), "/work/qmp.sock")
-	var q []string
-	for _, a := range args {
-		q = append(q, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+	runID := in.RunID
+	if runID == "" {
+		runID = tags.NewRunID(time.Now())
 	}
-	ctr = ctr.WithNewFile("/boot.sh", "set -eu\nmkdir -p /work\nexec qemu-system-x86_64 "+strings.Join(q, " ")+"\n")
-	svc, err := ctr.AsService(dagger.ContainerAsServiceOpts{Args: []string{"sh", "/boot.sh"}, InsecureRootCapabilities: true}).Start(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("starting the VM service: %w", err)
-	}
-	defer func() {
-		if _, err := svc.Stop(ctx); err != nil {
-			fmt.Fprintf(log, "imagemode lifecycle: stopping the VM service: %v\n", err)
-		}
-	}()
-	host, err := svc.Hostname(ctx)
+	launcher := serviceLauncher{qemu: QEMUContainer(client, in.QEMUImage), mounts: []mount{{cfg.Disk, disk}}, run: runID, log: log}
+	rg, err := vm.Boot[*serviceVM](ctx, launcher, cfg, accel, vm.BootOptions{Log: log})
 	if err != nil {
 		return nil, err
 	}
-	rg := newRemoteGuest(ctx, host)
-	defer rg.close()
+	defer func() {
+		if err := rg.Close(); err != nil {
+			fmt.Fprintf(log, "imagemode lifecycle: %v\n", err)
+		}
+	}()
 	lc := lifecycle.Config{Machine: rg, User: "bootc-user", Key: key, Sudo: true,
 		Original: digestOf(in.Original), Candidate: in.Candidate, Channel: follow, Probes: service, Persist: persist,
 		Refused: in.Refused, StepDeadline: in.StepDeadline}

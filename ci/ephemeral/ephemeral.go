@@ -18,8 +18,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -54,9 +52,7 @@ type Boot struct {
 }
 
 // Cmdline is the kernel command line for the boot.
-func (b *Boot) Cmdline() string {
-	return strings.TrimSpace(BaseCmdline + " " + strings.Join(b.Kargs, " "))
-}
+func (b *Boot) Cmdline() string { return Cmdline(b.Kargs) }
 
 // Cleanup removes the boot's files.
 func (b *Boot) Cleanup() error {
@@ -132,20 +128,16 @@ func FromDirectory(ctx context.Context, root, outDir string, extra ...File) (*Bo
 }
 
 func prepareDir(ctx context.Context, root, outDir string, o Options) (*Boot, error) {
-	kver, err := kernelVersion(root)
+	lay, err := Inspect(ctx, Dir(root))
 	if err != nil {
 		return nil, err
 	}
-	b := &Boot{Dir: outDir, KernelVersion: kver,
+	b := &Boot{Dir: outDir, KernelVersion: lay.KernelVersion, Kargs: lay.Kargs,
 		Kernel: filepath.Join(outDir, "vmlinuz"), Initrd: filepath.Join(outDir, "initramfs.img"), Disk: filepath.Join(outDir, "root.raw")}
-	mod := filepath.Join(root, "usr", "lib", "modules", kver)
-	if err := copyFile(filepath.Join(mod, "vmlinuz"), b.Kernel); err != nil {
+	if err := copyFile(hostPath(root, lay.Kernel), b.Kernel); err != nil {
 		return nil, err
 	}
-	if err := copyFile(filepath.Join(mod, "initramfs.img"), b.Initrd); err != nil {
-		return nil, err
-	}
-	if b.Kargs, err = readKargs(filepath.Join(root, "usr", "lib", "bootc", "kargs.d")); err != nil {
+	if err := copyFile(hostPath(root, lay.Initrd), b.Initrd); err != nil {
 		return nil, err
 	}
 	if b.EtcSums, err = Sums(filepath.Join(root, "etc")); err != nil {
@@ -162,79 +154,36 @@ func prepareDir(ctx context.Context, root, outDir string, o Options) (*Boot, err
 			if label == "" {
 				label = "var"
 			}
-			cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-L", label, "-d", filepath.Join(root, "var"), o.VarDisk, "2048M")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return nil, fmt.Errorf("making the /var disk: %w\n%s", err, out)
+			if _, err := run(ctx, DiskCommand{Root: filepath.Join(root, "var"), Disk: o.VarDisk, Label: label}.Make(2048)); err != nil {
+				return nil, fmt.Errorf("making the /var disk: %w", err)
 			}
 		}
 	}
-	size, err := treeSize(root)
+	dc := DiskCommand{Root: root, Disk: b.Disk}
+	out, err := run(ctx, dc.Measure())
 	if err != nil {
 		return nil, err
 	}
-	// Room for the guest to write (journal, MariaDB's files): a quarter more plus 768 MiB.
-	mib := size/(1<<20)*5/4 + 768
-	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-L", "root", "-d", root, b.Disk, fmt.Sprintf("%dM", mib))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("mkfs.ext4 -d (apt-get install e2fsprogs): %w\n%s", err, out)
+	used, err := ParseMeasure(out)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := run(ctx, dc.Make(DiskMiB(used))); err != nil {
+		return nil, fmt.Errorf("making the root disk (apt-get install e2fsprogs): %w", err)
 	}
 	return b, nil
 }
 
-// kernelVersion finds the one kernel under /usr/lib/modules that has a vmlinuz, as bootc images ship it.
-func kernelVersion(root string) (string, error) {
-	ents, err := os.ReadDir(filepath.Join(root, "usr", "lib", "modules"))
+// run runs a command of this host and returns its standard output.
+func run(ctx context.Context, argv []string) (string, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("the image has no /usr/lib/modules: not a bootc image (%w)", err)
+		return "", fmt.Errorf("%s: %w\n%s", argv[0], err, strings.TrimSpace(stderr.String()))
 	}
-	var found []string
-	for _, e := range ents {
-		if _, err := os.Stat(filepath.Join(root, "usr", "lib", "modules", e.Name(), "vmlinuz")); err == nil {
-			found = append(found, e.Name())
-		}
-	}
-	switch len(found) {
-	case 0:
-		return "", errors.New("the image has no kernel: no /usr/lib/modules/<version>/vmlinuz")
-	case 1:
-		return found[0], nil
-	}
-	sort.Strings(found)
-	return "", fmt.Errorf("the image has %d kernels (%s): a bootc image ships exactly one", len(found), strings.Join(found, ", "))
-}
-
-var kargsRE = regexp.MustCompile(`(?m)^\s*kargs\s*=\s*\[(.*)\]`)
-var quotedRE = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"`)
-
-// readKargs reads kargs = ["a", "b"] from every kargs.d/*.toml, in file-name order (as bootc does).
-func readKargs(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", dir, err)
-	}
-	var names []string
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".toml") {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	var out []string
-	for _, n := range names {
-		data, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", n, err)
-		}
-		for _, m := range kargsRE.FindAllStringSubmatch(string(data), -1) {
-			for _, q := range quotedRE.FindAllStringSubmatch(m[1], -1) {
-				out = append(out, q[1])
-			}
-		}
-	}
-	return out, nil
+	return string(out), nil
 }
 
 func writeExtra(root string, f File) error {
@@ -276,25 +225,6 @@ func copyFile(src, dst string) error {
 		return fmt.Errorf("writing %s: %w", dst, err)
 	}
 	return nil
-}
-
-func treeSize(root string) (int64, error) {
-	var total int64
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		total += info.Size() + 4096
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("measuring %s: %w", root, err)
-	}
-	return total, nil
 }
 
 // Sums returns the SHA-256 of every regular file under dir (relative path → hex); a missing dir has none.

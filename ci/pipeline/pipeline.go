@@ -29,19 +29,6 @@ import (
 	"github.com/imagemode/imagemode/ci/tags"
 )
 
-// OCI and imagemode label keys set on every image.
-const (
-	LabelRevision   = "org.opencontainers.image.revision"
-	LabelBaseName   = "org.opencontainers.image.base.name"
-	LabelBaseDigest = "org.opencontainers.image.base.digest"
-	LabelSource     = "org.opencontainers.image.source"
-	LabelTitle      = "org.opencontainers.image.title"
-	LabelLayer      = "io.imagemode.layer"
-	LabelParent     = "io.imagemode.parent"
-	LabelProfile    = "io.imagemode.profile"
-	LabelInputs     = "io.imagemode.inputs"
-)
-
 // Config is what one run builds.
 type Config struct {
 	// Source holds the containerfiles directory; Dir is the graph's folder inside it ("." for its root) and
@@ -455,24 +442,24 @@ func (p *Pipeline) buildLayer(ctx context.Context, cfg Config, pl *Plan, layer l
 	}
 	args[layers.BaseImageArg] = from
 	labels := map[string]string{
-		LabelRevision:   cfg.Commit,
-		LabelBaseName:   baseName,
-		LabelBaseDigest: parentDigest,
-		LabelTitle:      layer.Name,
-		LabelLayer:      layer.Name,
-		LabelProfile:    cfg.Profile.Name,
+		layers.LabelRevision:   cfg.Commit,
+		layers.LabelBaseName:   baseName,
+		layers.LabelBaseDigest: parentDigest,
+		layers.LabelTitle:      layer.Name,
+		layers.LabelLayer:      layer.Name,
+		layers.LabelProfile:    cfg.Profile.Name,
 	}
 	if layer.Parent != "" {
-		labels[LabelParent] = layer.Parent
+		labels[layers.LabelParent] = layer.Parent
 	}
 	if cfg.SourceURL != "" {
-		labels[LabelSource] = cfg.SourceURL
+		labels[layers.LabelSource] = cfg.SourceURL
 	}
 	inDigest, err := p.inputDigest(cfg, layer, ctxDir, files, args, labels, parentDigest)
 	if err != nil {
 		return report.Layer{}, err
 	}
-	labels[LabelInputs] = inDigest
+	labels[layers.LabelInputs] = inDigest
 	lr := report.Layer{
 		Name: layer.Name, Parent: layer.Parent, Level: level, Repository: repo,
 		RunTag: runTag, CandidateTag: tags.Candidate(cfg.Commit, cfg.Profile.Name),
@@ -533,7 +520,7 @@ func (p *Pipeline) inputDigest(cfg Config, layer layers.Layer, ctxDir string, fi
 		Generated: cfg.ExtraFiles[layer.Name], BuildArgs: args, Secrets: cfg.SecretInputs, Key: cfg.InputsKey, Labels: map[string]string{}}
 	for k, v := range labels {
 		switch k {
-		case LabelRevision, LabelBaseName, LabelBaseDigest:
+		case layers.LabelRevision, layers.LabelBaseName, layers.LabelBaseDigest:
 			// The commit is not an input (a reused image keeps the one it was built at); the parent is ParentDigest.
 		default:
 			in.Labels[k] = v
@@ -575,15 +562,15 @@ func (p *Pipeline) reusable(ctx context.Context, repo, inDigest string) (string,
 	if err != nil {
 		return "", "", err
 	}
-	if labels[LabelInputs] != inDigest {
-		p.logf("not reusing %s: its %s label is %q", dref, LabelInputs, labels[LabelInputs])
+	if labels[layers.LabelInputs] != inDigest {
+		p.logf("not reusing %s: its %s label is %q", dref, layers.LabelInputs, labels[layers.LabelInputs])
 		return "", "", nil
 	}
 	if err := p.verifier.Verify(ctx, dref); err != nil {
 		p.logf("not reusing %s: %v", dref, err)
 		return "", "", nil
 	}
-	return d, labels[LabelRevision], nil
+	return d, labels[layers.LabelRevision], nil
 }
 
 func ordered(pl *Plan, done map[string]report.Layer) []report.Layer {

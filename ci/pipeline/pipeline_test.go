@@ -23,6 +23,7 @@ import (
 
 	"github.com/imagemode/imagemode/ci/build"
 	"github.com/imagemode/imagemode/ci/internal/regtest"
+	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/policy"
 	"github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
@@ -141,8 +142,8 @@ func TestBuildAllOrderDigestsLabelsAndCandidates(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string]string{
-			LabelRevision: commit, LabelBaseDigest: parent.Digest, LabelBaseName: parent.Ref,
-			LabelLayer: child, LabelParent: l.Parent, LabelProfile: "centos-stream-9", LabelTitle: child,
+			layers.LabelRevision: commit, layers.LabelBaseDigest: parent.Digest, layers.LabelBaseName: parent.Ref,
+			layers.LabelLayer: child, layers.LabelParent: l.Parent, layers.LabelProfile: "centos-stream-9", layers.LabelTitle: child,
 		}
 		for k, v := range want {
 			if labels[k] != v {
@@ -309,8 +310,8 @@ func TestExtraBuildArgsLabelsAndEpoch(t *testing.T) {
 		if req.BuildArgs["HTTP_PROXY_HOST"] != "proxy.example.com" || req.BuildArgs["BASE_IMAGE"] == "" {
 			t.Errorf("%s build args = %v", layer, req.BuildArgs)
 		}
-		if req.Labels[LabelSource] != f.cfg.SourceURL {
-			t.Errorf("%s source label = %q", layer, req.Labels[LabelSource])
+		if req.Labels[layers.LabelSource] != f.cfg.SourceURL {
+			t.Errorf("%s source label = %q", layer, req.Labels[layers.LabelSource])
 		}
 		if req.SourceDateEpoch != 1764000000 {
 			t.Errorf("%s epoch = %d", layer, req.SourceDateEpoch)
@@ -320,7 +321,7 @@ func TestExtraBuildArgsLabelsAndEpoch(t *testing.T) {
 		}
 	}
 	soe, _ := f.fb.request("soe")
-	if _, ok := soe.Labels[LabelParent]; ok {
+	if _, ok := soe.Labels[layers.LabelParent]; ok {
 		t.Errorf("the root layer has a parent label: %v", soe.Labels)
 	}
 }
@@ -500,8 +501,8 @@ func TestReuseByInputs(t *testing.T) {
 			t.Errorf("%s inputs tag -> %s (%v)", l.Name, d, err)
 		}
 		labels, err := f.reg.Labels(ctx, l.Ref)
-		if err != nil || labels[LabelInputs] != l.InputDigest {
-			t.Errorf("%s inputs label %q (%v)", l.Name, labels[LabelInputs], err)
+		if err != nil || labels[layers.LabelInputs] != l.InputDigest {
+			t.Errorf("%s inputs label %q (%v)", l.Name, labels[layers.LabelInputs], err)
 		}
 		for _, v := range labels {
 			if strings.Contains(v, "secret-hash-value") {

@@ -307,10 +307,10 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 	if err != nil {
 		return Checked{}, fmt.Errorf("reading the labels of %s: %w", ref, err)
 	}
-	if lp := labels[pipeline.LabelProfile]; lp != prof {
+	if lp := labels[layers.LabelProfile]; lp != prof {
 		return Checked{}, refuse(ref, "its profile label is %q, not %q (release tags never cross profiles or major versions)", lp, prof)
 	}
-	if ll := labels[pipeline.LabelLayer]; ll != l.Name {
+	if ll := labels[layers.LabelLayer]; ll != l.Name {
 		return Checked{}, refuse(ref, "its layer label is %q", ll)
 	}
 	if err := p.verifier.Verify(ctx, ref); err != nil {
@@ -356,19 +356,19 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 	}
 	// The image was built at the tag's commit, or — reused unchanged — passed its smoke test as that commit's
 	// candidate (a verdict signed by the key names the commit).
-	if rev := labels[pipeline.LabelRevision]; !commitMatches(rev, cfg.Commit) && !testedAtCommit {
+	if rev := labels[layers.LabelRevision]; !commitMatches(rev, cfg.Commit) && !testedAtCommit {
 		return Checked{}, refuse(ref, "its revision label is %q, not the tag's commit %s, and no signed passing verdict names that commit", rev, cfg.Commit)
 	}
-	base := labels[pipeline.LabelBaseDigest]
+	base := labels[layers.LabelBaseDigest]
 	if l.Parent != "" {
 		if want := promoted[l.Parent]; base != want {
 			return Checked{}, refuse(ref, "broken chain: built on %s, but the %s being promoted is %s", orNone(base), l.Parent, want)
 		}
-		if lp := labels[pipeline.LabelParent]; lp != l.Parent {
+		if lp := labels[layers.LabelParent]; lp != l.Parent {
 			return Checked{}, refuse(ref, "its parent label is %q, the graph says %q", lp, l.Parent)
 		}
 	} else if base == "" {
-		return Checked{}, refuse(ref, "no %s label: the base it was built on is unknown", pipeline.LabelBaseDigest)
+		return Checked{}, refuse(ref, "no %s label: the base it was built on is unknown", layers.LabelBaseDigest)
 	}
 	return Checked{Profile: prof, Layer: l.Name, Candidate: candidate, Digest: digest}, nil
 }

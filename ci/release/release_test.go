@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/imagemode/imagemode/ci/internal/regtest"
-	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
@@ -96,11 +96,11 @@ func newFixture(t testing.TB) *fixture {
 func (f *fixture) image(t testing.TB, layer, parent, baseDigest, rev, tag string) string {
 	t.Helper()
 	labels := map[string]string{
-		pipeline.LabelRevision: rev, pipeline.LabelLayer: layer, pipeline.LabelProfile: profile,
-		pipeline.LabelBaseDigest: baseDigest,
+		layers.LabelRevision: rev, layers.LabelLayer: layer, layers.LabelProfile: profile,
+		layers.LabelBaseDigest: baseDigest,
 	}
 	if parent != "" {
-		labels[pipeline.LabelParent] = parent
+		labels[layers.LabelParent] = parent
 	}
 	repo := f.ns + "/" + layer
 	d, err := regtest.Push(t.Context(), repo+":"+tag, 2048, 2, labels)

@@ -167,19 +167,79 @@ type Spec struct {
 	Extra []ephemeral.File
 }
 
-// Tester runs smoke tests.
-type Tester struct {
-	reg  *registry.Client
-	log  io.Writer
-	pool *vm.Pool
+// Prepared is an image made ready to boot by a Booter.
+type Prepared struct {
+	// Config boots it (kernel, initramfs and command line, or a disk); the Tester adds forwards and credentials.
+	Config vm.Config
+	// Probes are the probes to run: the layer's, plus what the mode adds (SSH checks of a disk boot).
+	Probes []Probe
+	// Detail describes the boot for the log (kernel version, command line).
+	Detail string
+	// Cleanup removes what preparing made (may be nil).
+	Cleanup func() error
+	// Start boots a configuration of the prepared image through vm.Boot under an accelerator; the Tester calls it
+	// again (auto: then under TCG) when KVM broke the first boot.
+	Start func(ctx context.Context, cfg vm.Config, accel vm.Accel) (vm.Instance, error)
 }
 
-// NewTester returns a Tester running at most parallel VMs at once.
+// Booter prepares images and boots them. HostBooter does it on this host; the Dagger module's booter (ci/engine)
+// does it in the engine: QEMU in a service container whose QMP and serial console are reached over the network.
+// Everything else — probes, the KVM fallback, deadlines, verdicts — is the Tester's, the same for both.
+type Booter interface {
+	// Prepare readies s.Image for booting; probes are the layer's declared probes.
+	Prepare(ctx context.Context, s Spec, probes []Probe) (*Prepared, error)
+	// Forwarding says how probes reach guest ports: the bind address of QEMU's forwards, and whether the host port
+	// equals the guest port (inside a service container) or a free one is picked.
+	Forwarding() (bind string, samePort bool)
+}
+
+// HostBooter boots ephemeral VMs on this host: the image is pulled and unpacked with go-containerregistry, its
+// kernel and a mkfs.ext4 -d root disk are booted by QEMU here.
+type HostBooter struct {
+	Reg *registry.Client
+}
+
+// Prepare implements Booter.
+func (h HostBooter) Prepare(ctx context.Context, s Spec, probes []Probe) (*Prepared, error) {
+	if s.Mode != ModeEphemeral {
+		return nil, fmt.Errorf("mode %q: the host CLI boots ephemeral VMs; disk mode runs bootc-image-builder in Dagger (dagger call smoke-test --disk)", s.Mode)
+	}
+	boot, err := ephemeral.FromImage(ctx, h.Reg, s.Image, s.WorkDir, s.Extra...)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{
+		Config: vm.Config{Kernel: boot.Kernel, Initrd: boot.Initrd, Append: boot.Cmdline(), Disk: boot.Disk, Format: "raw",
+			Snapshot: true, NoReboot: true, MemoryMB: s.MemoryMB},
+		Probes: probes, Cleanup: boot.Cleanup,
+		Detail: fmt.Sprintf("kernel %s, %q", boot.KernelVersion, boot.Cmdline()),
+		Start: func(ctx context.Context, cfg vm.Config, accel vm.Accel) (vm.Instance, error) {
+			return vm.Start(ctx, cfg, accel)
+		},
+	}, nil
+}
+
+// Forwarding implements Booter: free ports on 127.0.0.1.
+func (HostBooter) Forwarding() (string, bool) { return "", false }
+
+// Tester runs smoke tests.
+type Tester struct {
+	booter Booter
+	log    io.Writer
+	pool   *vm.Pool
+}
+
+// NewTester returns a Tester booting on this host, at most parallel VMs at once.
 func NewTester(reg *registry.Client, log io.Writer, parallel int) *Tester {
+	return NewTesterWith(HostBooter{Reg: reg}, log, parallel)
+}
+
+// NewTesterWith returns a Tester booting with b, at most parallel VMs at once.
+func NewTesterWith(b Booter, log io.Writer, parallel int) *Tester {
 	if log == nil {
 		log = io.Discard
 	}
-	return &Tester{reg: reg, log: log, pool: vm.NewPool(parallel)}
+	return &Tester{booter: b, log: log, pool: vm.NewPool(parallel)}
 }
 
 func (t *Tester) logf(format string, args ...any) {
@@ -187,7 +247,9 @@ func (t *Tester) logf(format string, args ...any) {
 }
 
 // Test boots the image and returns its verdict. An error means the test could not be run (image unreadable, QEMU
-// missing); a guest that does not pass yields a Fail verdict, not an error.
+// missing); a guest that does not pass yields a Fail verdict, not an error. With AccelAuto, a guest that KVM
+// breaks (vm.ErrKVMFailed) is booted again under TCG with a fresh deadline; the verdict records the accelerator
+// of the boot it judges.
 func (t *Tester) Test(ctx context.Context, s Spec) (Verdict, error) {
 	start := time.Now()
 	_, digest, err := registry.SplitDigestRef(s.Image)
@@ -197,8 +259,8 @@ func (t *Tester) Test(ctx context.Context, s Spec) (Verdict, error) {
 	if s.Mode == "" {
 		s.Mode = ModeEphemeral
 	}
-	if s.Mode != ModeEphemeral {
-		return Verdict{}, fmt.Errorf("mode %q: the host CLI boots ephemeral VMs; disk mode runs bootc-image-builder in Dagger (dagger call smoke-test --disk)", s.Mode)
+	if s.Mode != ModeEphemeral && s.Mode != ModeDisk {
+		return Verdict{}, fmt.Errorf("mode %q: want %s or %s", s.Mode, ModeEphemeral, ModeDisk)
 	}
 	if s.Deadline == 0 {
 		s.Deadline = 180 * time.Second
@@ -209,33 +271,48 @@ func (t *Tester) Test(ctx context.Context, s Spec) (Verdict, error) {
 		return Verdict{}, ctx.Err()
 	}
 	v := Verdict{Image: s.Image, Digest: digest, Layer: s.Layer, Profile: s.Profile, Commit: s.Commit, Mode: s.Mode, Started: start.UTC()}
-	t.logf("%s: preparing an ephemeral boot of %s", s.Layer, s.Image)
-	boot, err := ephemeral.FromImage(ctx, t.reg, s.Image, s.WorkDir, s.Extra...)
+	declared, err := Probes(s.Smoke)
 	if err != nil {
 		return Verdict{}, err
 	}
-	defer func() {
-		if err := boot.Cleanup(); err != nil {
-			t.logf("%v", err)
+	t.logf("%s: preparing a %s boot of %s", s.Layer, s.Mode, s.Image)
+	prep, err := t.booter.Prepare(ctx, s, declared)
+	if err != nil {
+		return Verdict{}, err
+	}
+	if prep.Cleanup != nil {
+		defer func() {
+			if err := prep.Cleanup(); err != nil {
+				t.logf("%v", err)
+			}
+		}()
+	}
+	cfg, probes := prep.Config, prep.Probes
+	if s.MemoryMB != 0 {
+		cfg.MemoryMB = s.MemoryMB
+	}
+	bind, samePort := t.booter.Forwarding()
+	Attach(&cfg, probes, bind, samePort)
+	var results []ProbeResult
+	var fatal error
+	var serial string
+	for attempt := 1; ; attempt++ {
+		machine, err := prep.Start(ctx, cfg, s.Accel)
+		if err != nil {
+			return Verdict{}, err
 		}
-	}()
-	probes, err := Probes(s.Smoke)
-	if err != nil {
-		return Verdict{}, err
-	}
-	cfg := vm.Config{Kernel: boot.Kernel, Initrd: boot.Initrd, Append: boot.Cmdline(), Disk: boot.Disk, Format: "raw",
-		Snapshot: true, NoReboot: true, MemoryMB: s.MemoryMB}
-	Attach(&cfg, probes, "", false)
-	machine, err := vm.Start(ctx, cfg, s.Accel)
-	if err != nil {
-		return Verdict{}, err
-	}
-	v.Accel = string(machine.Accel())
-	t.logf("%s: booting (%s, kernel %s, %q)", s.Layer, machine.Accel(), boot.KernelVersion, boot.Cmdline())
-	results, fatal := Run(ctx, machine, probes, RunOptions{Deadline: s.Deadline})
-	serial := machine.Serial()
-	if err := machine.Close(); err != nil {
-		return Verdict{}, err
+		v.Accel = string(machine.Accel())
+		t.logf("%s: booting (%s, %s)", s.Layer, machine.Accel(), prep.Detail)
+		results, fatal = Run(ctx, machine, probes, RunOptions{Deadline: s.Deadline})
+		serial = machine.Serial()
+		if err := machine.Close(); err != nil {
+			return Verdict{}, err
+		}
+		if errors.Is(fatal, vm.ErrKVMFailed) && (s.Accel == vm.AccelAuto || s.Accel == "") && attempt == 1 {
+			t.logf("%s: %v; booting again under TCG", s.Layer, fatal)
+			continue
+		}
+		break
 	}
 	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return Verdict{}, ctx.Err()
@@ -259,8 +336,21 @@ func (t *Tester) Test(ctx context.Context, s Spec) (Verdict, error) {
 	if v.Verdict == Fail {
 		v.SerialTail = vm.Tail(serial, SerialTailLines)
 	}
-	t.logf("%s: %s in %s", s.Layer, strings.ToUpper(v.Verdict), time.Duration(v.DurationMS)*time.Millisecond)
+	t.logf("%s: %s in %s (%s)", s.Layer, strings.ToUpper(v.Verdict), time.Duration(v.DurationMS)*time.Millisecond, v.Accel)
 	return v, nil
+}
+
+// ReadyMS is the time from the judged VM's start until its last probe passed: the verdict's boot-to-ready time
+// (0 when a probe did not pass).
+func (v Verdict) ReadyMS() int64 {
+	var ms int64
+	for _, p := range v.Probes {
+		if !p.OK {
+			return 0
+		}
+		ms = max(ms, p.SinceBootMS)
+	}
+	return ms
 }
 
 // since adapts a Target that keeps running (a VM between reboots) to Run: the deadline counts from now.

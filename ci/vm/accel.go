@@ -36,16 +36,8 @@ func kvmMarker() string {
 
 // kvmUsable reports whether /dev/kvm opens and KVM was not found broken on this host before.
 func kvmUsable() bool {
-	kvmMu.Lock()
-	defer kvmMu.Unlock()
-	if kvmBroken {
+	if KVMKnownBroken() {
 		return false
-	}
-	if m := kvmMarker(); m != "" {
-		if _, err := os.Stat(m); err == nil {
-			kvmBroken = true
-			return false
-		}
 	}
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
@@ -57,8 +49,25 @@ func kvmUsable() bool {
 	return true
 }
 
-// rememberKVMBroken records that KVM failed to run a guest on this host.
-func rememberKVMBroken() {
+// KVMKnownBroken reports whether KVM was found unable to run a guest, by this process or (a marker file) on this
+// host before.
+func KVMKnownBroken() bool {
+	kvmMu.Lock()
+	defer kvmMu.Unlock()
+	if kvmBroken {
+		return true
+	}
+	if m := kvmMarker(); m != "" {
+		if _, err := os.Stat(m); err == nil {
+			kvmBroken = true
+		}
+	}
+	return kvmBroken
+}
+
+// RememberKVMBroken records that KVM failed to run a guest: for the rest of this process and, in a marker file,
+// for later runs on this host.
+func RememberKVMBroken() {
 	kvmMu.Lock()
 	defer kvmMu.Unlock()
 	kvmBroken = true

@@ -5,12 +5,9 @@
 package vm
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -77,10 +74,10 @@ type Config struct {
 	Dir string
 }
 
-// Args returns QEMU's argument vector, with the host ports already chosen. accel is kvm or tcg; auto asks QEMU to
-// use KVM and fall back to TCG when KVM does not initialise (inside containers, where the failure watch of Start
-// is not available). serial is a QEMU character device ("file:PATH", "tcp:HOST:PORT,server=on,wait=off").
-func (c Config) Args(accel Accel, serial, qmpSocket string) []string {
+// Args returns QEMU's argument vector, with the host ports already chosen. accel is kvm or tcg (Boot decides what
+// auto means; given auto, Args uses TCG, which always works). serial and qmp are QEMU character devices
+// ("file:PATH", "unix:PATH,server=on,wait=off", "tcp:HOST:PORT,server=on,wait=off").
+func (c Config) Args(accel Accel, serial, qmp string) []string {
 	mem, cpus := c.MemoryMB, c.CPUs
 	if mem == 0 {
 		mem = 1536
@@ -89,18 +86,17 @@ func (c Config) Args(accel Accel, serial, qmpSocket string) []string {
 		cpus = 2
 	}
 	args := []string{"-machine", "q35"}
-	if accel == AccelAuto || accel == "" {
-		args = append(args, "-accel", "kvm", "-accel", "tcg")
-	} else {
-		args = append(args, "-accel", string(accel))
+	if accel != AccelKVM {
+		accel = AccelTCG
 	}
+	args = append(args, "-accel", string(accel))
 	args = append(args,
 		"-m", strconv.Itoa(mem),
 		"-smp", strconv.Itoa(cpus),
 		"-display", "none",
 		"-vga", "none",
 		"-serial", serial,
-		"-qmp", "unix:"+qmpSocket+",server=on,wait=off",
+		"-qmp", qmp,
 		"-device", "virtio-rng-pci",
 	)
 	if c.NoReboot {
@@ -178,11 +174,13 @@ type VM struct {
 	stderr   *tailWriter
 	stopOnce sync.Once
 	stopErr  error
+	failMu   sync.Mutex
+	failErr  error
 }
 
-// Start boots the VM. With AccelAuto it uses KVM when /dev/kvm opens and falls back to TCG when KVM fails to run
-// the guest (QMP status internal-error, or "KVM internal error" on QEMU's stderr), remembering the answer for this
-// host. The caller must Stop the VM; Start stops it itself when ctx ends.
+// Start boots the VM on this host. With AccelAuto it uses KVM when /dev/kvm opens and falls back to TCG when KVM
+// fails to run the guest (see Boot), remembering the answer for this host. The caller must Close the VM; Start
+// stops it itself when ctx ends.
 func Start(ctx context.Context, cfg Config, accel Accel) (*VM, error) {
 	if cfg.Binary == "" {
 		cfg.Binary = "qemu-system-x86_64"
@@ -199,30 +197,19 @@ func Start(ctx context.Context, cfg Config, accel Accel) (*VM, error) {
 			cfg.Forwards[i].Host = p
 		}
 	}
-	switch accel {
-	case AccelKVM, AccelTCG:
-		return start(ctx, cfg, accel)
-	case AccelAuto, "":
-	default:
-		return nil, fmt.Errorf("unknown acceleration %q", accel)
-	}
-	if !kvmUsable() {
-		return start(ctx, cfg, AccelTCG)
-	}
-	v, err := start(ctx, cfg, AccelKVM)
-	if err != nil {
-		rememberKVMBroken()
-		return start(ctx, cfg, AccelTCG)
-	}
-	if failed := v.kvmFailed(ctx, 20*time.Second); failed {
-		if err := v.Stop(); err != nil {
-			return nil, fmt.Errorf("stopping the failed KVM guest: %w", err)
-		}
-		rememberKVMBroken()
-		return start(ctx, cfg, AccelTCG)
-	}
-	return v, nil
+	return Boot[*VM](ctx, HostLauncher{}, cfg, accel, BootOptions{Log: os.Stderr})
 }
+
+// HostLauncher starts QEMU as a process of this host.
+type HostLauncher struct{}
+
+// Launch implements Launcher.
+func (HostLauncher) Launch(ctx context.Context, cfg Config, accel Accel) (*VM, error) {
+	return start(ctx, cfg, accel)
+}
+
+// MayUseKVM implements Launcher: /dev/kvm opens and KVM was not found broken here.
+func (HostLauncher) MayUseKVM() bool { return kvmUsable() }
 
 func start(ctx context.Context, cfg Config, accel Accel) (*VM, error) {
 	v := &VM{cfg: cfg, accel: accel, exited: make(chan struct{}), stderr: &tailWriter{max: 50}}
@@ -244,7 +231,7 @@ func start(ctx context.Context, cfg Config, accel Accel) (*VM, error) {
 		v.cleanupDir()
 		return nil, fmt.Errorf("creating the serial log: %w", err)
 	}
-	args := cfg.Args(accel, "file:"+v.serial, v.qmp)
+	args := cfg.Args(accel, "file:"+v.serial, "unix:"+v.qmp+",server=on,wait=off")
 	v.cmd = exec.Command(cfg.Binary, args...)
 	v.cmd.Stdout = v.stderr
 	v.cmd.Stderr = v.stderr
@@ -332,6 +319,12 @@ func (v *VM) Exited() <-chan struct{} { return v.exited }
 func (v *VM) ExitError() error {
 	select {
 	case <-v.exited:
+		v.failMu.Lock()
+		ferr := v.failErr
+		v.failMu.Unlock()
+		if ferr != nil {
+			return ferr
+		}
 		if v.exitErr != nil {
 			return fmt.Errorf("QEMU exited: %w; stderr: %s", v.exitErr, strings.TrimSpace(v.stderr.String()))
 		}
@@ -367,15 +360,19 @@ func (v *VM) Stderr() string { return v.stderr.String() }
 
 // Status asks QMP for the run state (running, paused, internal-error, shutdown, ...).
 func (v *VM) Status(ctx context.Context) (string, error) {
-	var out struct {
-		Return struct {
-			Status string `json:"status"`
-		} `json:"return"`
+	return QMP{Network: "unix", Address: v.qmp}.Status(ctx)
+}
+
+// Fail implements Instance: it stops QEMU and makes err its exit error.
+func (v *VM) Fail(err error) {
+	v.failMu.Lock()
+	if v.failErr == nil {
+		v.failErr = err
 	}
-	if err := v.qmpCommand(ctx, "query-status", &out); err != nil {
-		return "", err
+	v.failMu.Unlock()
+	if serr := v.Stop(); serr != nil {
+		fmt.Fprintf(os.Stderr, "imagemode: stopping a failed VM: %v\n", serr)
 	}
-	return out.Return.Status, nil
 }
 
 // Stop shuts QEMU down: QMP quit, then SIGKILL to its process group after a grace period. It waits for the
@@ -385,7 +382,7 @@ func (v *VM) Stop() error {
 		select {
 		case <-v.exited:
 		default:
-			qerr := v.qmpQuit(3 * time.Second)
+			qerr := QMP{Network: "unix", Address: v.qmp}.Quit(3 * time.Second)
 			grace := 3 * time.Second
 			if qerr != nil {
 				grace = 0
@@ -421,97 +418,6 @@ func (v *VM) cleanupDir() {
 			fmt.Fprintf(os.Stderr, "imagemode: removing %s: %v\n", v.dir, err)
 		}
 	}
-}
-
-// kvmFailed watches a fresh KVM guest for the failures seen on hosts whose KVM cannot run it: QEMU exits or
-// reports "KVM internal error", QMP says internal-error — or the guest makes no progress at all: a kernel with a
-// serial console writes to it within a second or two under KVM, and on some hosts a broken KVM leaves the guest
-// "running" with nothing on the console for minutes before the internal error. The guest is considered alive once
-// its console shows output.
-func (v *VM) kvmFailed(ctx context.Context, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if strings.Contains(v.stderr.String(), "KVM internal error") || strings.Contains(v.stderr.String(), "failed to set MSR") {
-			return true
-		}
-		select {
-		case <-v.exited:
-			return true
-		case <-ctx.Done():
-			return false
-		default:
-		}
-		if st, err := v.Status(ctx); err == nil && st == "internal-error" {
-			return true
-		}
-		if fi, err := os.Stat(v.serial); err == nil && fi.Size() > 0 {
-			return false
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return true
-}
-
-// qmpCommand runs one QMP command (after the capabilities handshake) and decodes the answer into out.
-func (v *VM) qmpCommand(ctx context.Context, command string, out any) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", v.qmp)
-	if err != nil {
-		return fmt.Errorf("connecting to QMP: %w", err)
-	}
-	defer conn.Close()
-	dl, ok := ctx.Deadline()
-	if !ok {
-		dl = time.Now().Add(5 * time.Second)
-	}
-	return qmpDo(conn, dl, command, out)
-}
-
-// qmpQuit asks QEMU to quit, waiting at most timeout for QMP (Stop has no context: it also runs after one ended).
-func (v *VM) qmpQuit(timeout time.Duration) error {
-	conn, err := net.DialTimeout("unix", v.qmp, timeout)
-	if err != nil {
-		return fmt.Errorf("connecting to QMP: %w", err)
-	}
-	defer conn.Close()
-	return qmpDo(conn, time.Now().Add(timeout), "quit", nil)
-}
-
-func qmpDo(conn net.Conn, deadline time.Time, command string, out any) error {
-	if err := conn.SetDeadline(deadline); err != nil {
-		return fmt.Errorf("QMP deadline: %w", err)
-	}
-	r := bufio.NewReader(conn)
-	if _, err := r.ReadString('\n'); err != nil { // greeting
-		return fmt.Errorf("reading the QMP greeting: %w", err)
-	}
-	for _, cmd := range []string{"qmp_capabilities", command} {
-		if _, err := fmt.Fprintf(conn, "{\"execute\":%q}\n", cmd); err != nil {
-			return fmt.Errorf("QMP %s: %w", cmd, err)
-		}
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				if cmd == "quit" && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
-					return nil
-				}
-				return fmt.Errorf("QMP %s: %w", cmd, err)
-			}
-			if strings.Contains(line, `"event"`) {
-				continue
-			}
-			if strings.Contains(line, `"error"`) {
-				return fmt.Errorf("QMP %s: %s", cmd, strings.TrimSpace(line))
-			}
-			if cmd == command && out != nil {
-				if err := json.Unmarshal([]byte(line), out); err != nil {
-					return fmt.Errorf("QMP %s: %w", cmd, err)
-				}
-			}
-			break
-		}
-	}
-	return nil
 }
 
 // tailWriter keeps the last max lines written to it; safe for concurrent use.

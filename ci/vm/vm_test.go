@@ -14,12 +14,17 @@ func TestArgsEphemeral(t *testing.T) {
 		Forwards:    []Forward{{Guest: 80, Host: 18080}, {Guest: 3306, Host: 13306}, {Guest: 22, Host: 2222, Bind: "0.0.0.0"}},
 		Credentials: map[string]string{"imagemode.mariadb-user": "smoke:abc", "a.b": "x,y"},
 	}
-	golden.Check(t, "ephemeral-tcg.args", []byte(strings.Join(c.Args(AccelTCG, "file:/w/serial.log", "/w/qmp.sock"), "\n")+"\n"))
+	golden.Check(t, "ephemeral-tcg.args", []byte(strings.Join(c.Args(AccelTCG, "file:/w/serial.log", "unix:/w/qmp.sock,server=on,wait=off"), "\n")+"\n"))
 }
 
 func TestArgsDisk(t *testing.T) {
 	c := Config{Disk: "/w/disk.qcow2", Format: "qcow2"}
-	golden.Check(t, "disk-auto.args", []byte(strings.Join(c.Args(AccelAuto, "tcp:0.0.0.0:4444,server=on,wait=off", "/w/qmp.sock"), "\n")+"\n"))
+	golden.Check(t, "disk-kvm.args", []byte(strings.Join(c.Args(AccelKVM, "tcp:0.0.0.0:4444,server=on,wait=off", "tcp:0.0.0.0:4445,server=on,wait=off"), "\n")+"\n"))
+	// Boot resolves auto; Args never asks QEMU for its own fallback (-accel kvm -accel tcg falls back only when KVM
+	// does not initialise, not when the guest then dies under it).
+	if a := strings.Join(c.Args(AccelAuto, "file:s", "unix:q"), " "); strings.Contains(a, "kvm") || !strings.Contains(a, "-accel tcg") {
+		t.Errorf("Args(auto) = %s", a)
+	}
 }
 
 func TestParseAccel(t *testing.T) {

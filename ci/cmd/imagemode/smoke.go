@@ -12,7 +12,6 @@ import (
 
 	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
-	"github.com/imagemode/imagemode/ci/pipeline"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/vm"
@@ -63,32 +62,13 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		signer = s
 	}
-	specs := make([]smoke.Spec, len(refs))
-	for i, ref := range refs {
-		labels, err := reg.Labels(ctx, ref)
-		if err != nil {
-			return err
-		}
-		name := *layer
-		if name == "" {
-			name = labels[pipeline.LabelLayer]
-		}
-		if name == "" {
-			return &usageError{msg: fmt.Sprintf("%s has no %s label: pass --layer", ref, pipeline.LabelLayer)}
-		}
-		l, ok := g.Layer(name)
-		if !ok {
-			return fmt.Errorf("%s: layer %q is not in %s/%s", ref, name, *dir, layers.GraphFile)
-		}
-		c := *commit
-		if c == "" {
-			c = im.reportCommit
-		}
-		if c == "" {
-			c = labels[pipeline.LabelRevision]
-		}
-		specs[i] = smoke.Spec{Image: ref, Layer: name, Profile: labels[pipeline.LabelProfile], Commit: c, Smoke: l.Smoke,
-			Mode: *mode, Accel: accel, Deadline: *deadline, MemoryMB: *memory}
+	c := *commit
+	if c == "" {
+		c = im.reportCommit
+	}
+	specs, err := smoke.Specs(ctx, reg, refs, g, smoke.Spec{Commit: c, Mode: *mode, Accel: accel, Deadline: *deadline, MemoryMB: *memory}, *layer)
+	if err != nil {
+		return err
 	}
 
 	tester := smoke.NewTester(reg, stderr, *parallel)
@@ -109,15 +89,8 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if signer != nil {
-		for _, v := range verdicts {
-			pred, err := json.Marshal(v)
-			if err != nil {
-				return fmt.Errorf("encoding the verdict: %w", err)
-			}
-			if err := signer.Attest(ctx, v.Image, signing.PredicateSmoke, pred); err != nil {
-				return err
-			}
-			fmt.Fprintf(stderr, "imagemode smoke: attested the %s verdict of %s\n", v.Verdict, v.Image)
+		if err := smoke.Attest(ctx, signer, verdicts, stderr); err != nil {
+			return err
 		}
 	}
 	gha.New().Verdicts(verdicts)

@@ -1,0 +1,266 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"dagger.io/dagger"
+
+	"github.com/imagemode/imagemode/ci/ephemeral"
+	"github.com/imagemode/imagemode/ci/vm"
+)
+
+// DefaultQEMUImage is the container QEMU runs in when no --qemu-image is given: Debian with qemu-system-x86,
+// qemu-utils and e2fsprogs installed by apt (the engine caches that step).
+const DefaultQEMUImage = "docker.io/library/debian:bookworm-slim"
+
+// Ports of a QEMU service container: its serial console and QMP, beside the guest ports it forwards.
+const (
+	serialPort = 4444
+	qmpPort    = 4445
+)
+
+// QEMUContainer is the container QEMU and mkfs.ext4 run in. With image "" it is DefaultQEMUImage with the
+// packages installed (cached by the engine after the first run); any other image must have qemu-system-x86_64 and
+// mkfs.ext4 on its PATH already.
+func QEMUContainer(client *dagger.Client, image string) *dagger.Container {
+	if image != "" {
+		return client.Container(dagger.ContainerOpts{Platform: "linux/amd64"}).From(image)
+	}
+	return client.Container(dagger.ContainerOpts{Platform: "linux/amd64"}).From(DefaultQEMUImage).
+		WithMountedCache("/var/cache/apt", client.CacheVolume("imagemode-apt-cache")).
+		WithEnvVariable("DEBIAN_FRONTEND", "noninteractive").
+		WithExec([]string{"apt-get", "update", "-qq"}).
+		WithExec([]string{"apt-get", "install", "-y", "-qq", "--no-install-recommends", "qemu-system-x86", "qemu-utils", "e2fsprogs"}).
+		WithExec([]string{"rm", "-rf", "/var/lib/apt/lists"})
+}
+
+// rootFS reads an image's root filesystem through the engine (ephemeral.RootFS).
+type rootFS struct{ dir *dagger.Directory }
+
+func (r rootFS) Glob(ctx context.Context, pattern string) ([]string, error) {
+	m, err := r.dir.Glob(ctx, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("looking for %s in the image: %w", pattern, err)
+	}
+	return m, nil
+}
+
+func (r rootFS) ReadFile(ctx context.Context, name string) ([]byte, error) {
+	s, err := r.dir.File(name).Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading /%s of the image: %w", name, err)
+	}
+	return []byte(s), nil
+}
+
+// ephemeralBoot prepares the direct kernel boot of an image in the engine, exactly as the host does it: the same
+// ephemeral.Inspect finds the kernel and reads kargs.d (from the container's root filesystem), the same du and
+// mkfs.ext4 commands make the root disk (in the QEMU container, with the root filesystem mounted).
+func ephemeralBoot(ctx context.Context, qemu *dagger.Container, root *dagger.Directory) (vm.Config, []mount, *ephemeral.Layout, error) {
+	lay, err := ephemeral.Inspect(ctx, rootFS{root})
+	if err != nil {
+		return vm.Config{}, nil, nil, err
+	}
+	dc := ephemeral.DiskCommand{Root: "/rootfs", Disk: "/out/root.raw"}
+	tools := qemu.WithMountedDirectory("/rootfs", root)
+	out, err := tools.WithExec(dc.Measure()).Stdout(ctx)
+	if err != nil {
+		return vm.Config{}, nil, nil, fmt.Errorf("measuring the root filesystem: %w", err)
+	}
+	used, err := ephemeral.ParseMeasure(out)
+	if err != nil {
+		return vm.Config{}, nil, nil, err
+	}
+	disk := tools.WithExec([]string{"mkdir", "-p", "/out"}).WithExec(dc.Make(ephemeral.DiskMiB(used))).File(dc.Disk)
+	if _, err := disk.Sync(ctx); err != nil {
+		return vm.Config{}, nil, nil, fmt.Errorf("making the root disk with mkfs.ext4: %w", err)
+	}
+	cfg := vm.Config{Kernel: "/boot/vmlinuz", Initrd: "/boot/initramfs.img", Append: lay.Cmdline(),
+		Disk: "/boot/root.raw", Format: "raw", Snapshot: true, NoReboot: true}
+	mounts := []mount{{cfg.Kernel, root.File(lay.Kernel)}, {cfg.Initrd, root.File(lay.Initrd)}, {cfg.Disk, disk}}
+	return cfg, mounts, lay, nil
+}
+
+// mount is a file mounted into the QEMU container.
+type mount struct {
+	path string
+	file *dagger.File
+}
+
+// serviceLauncher starts QEMU as a Dagger service: the container's only process is qemu-system-x86_64 with the
+// argv of vm.Config.Args; the guest's forwarded ports, the serial console and QMP are the service's ports.
+type serviceLauncher struct {
+	qemu   *dagger.Container
+	mounts []mount
+	// run marks every boot (with a random suffix) so that no two boots are the same service and none is cached.
+	run string
+	log io.Writer
+}
+
+// MayUseKVM implements vm.Launcher: the module cannot see the engine's /dev/kvm, so auto tries KVM until it is
+// found broken in this call.
+func (l serviceLauncher) MayUseKVM() bool { return !vm.KVMKnownBroken() }
+
+// Launch implements vm.Launcher.
+func (l serviceLauncher) Launch(ctx context.Context, cfg vm.Config, accel vm.Accel) (*serviceVM, error) {
+	nonce := make([]byte, 6)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("making a boot id: %w", err)
+	}
+	ctr := l.qemu.WithEnvVariable("IMAGEMODE_BOOT", l.run+"-"+hex.EncodeToString(nonce))
+	for _, m := range l.mounts {
+		ctr = ctr.WithMountedFile(m.path, m.file)
+	}
+	for _, f := range cfg.Forwards {
+		ctr = ctr.WithExposedPort(f.Host)
+	}
+	ctr = ctr.WithExposedPort(serialPort).WithExposedPort(qmpPort)
+	argv := append([]string{"qemu-system-x86_64"}, cfg.Args(accel,
+		fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", serialPort),
+		fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", qmpPort))...)
+	svc, err := ctr.AsService(dagger.ContainerAsServiceOpts{Args: argv, InsecureRootCapabilities: true}).Start(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("starting QEMU (%s) in a service container: %w", accel, err)
+	}
+	host, err := svc.Hostname(ctx)
+	if err != nil {
+		if _, serr := svc.Stop(context.WithoutCancel(ctx), dagger.ServiceStopOpts{Kill: true}); serr != nil {
+			fmt.Fprintf(l.log, "imagemode vm: stopping the QEMU service: %v\n", serr)
+		}
+		return nil, fmt.Errorf("the QEMU service's hostname: %w", err)
+	}
+	return newServiceVM(ctx, svc, host, accel, l.log), nil
+}
+
+// serviceVM is a QEMU running in a service container, reached over the engine's network: vm.Instance.
+type serviceVM struct {
+	svc     *dagger.Service
+	host    string
+	accel   vm.Accel
+	started time.Time
+	log     io.Writer
+	cancel  context.CancelFunc
+
+	mu      sync.Mutex
+	serial  strings.Builder
+	exitErr error
+	exited  chan struct{}
+	once    sync.Once
+	stop    sync.Once
+	stopErr error
+}
+
+func newServiceVM(ctx context.Context, svc *dagger.Service, host string, accel vm.Accel, log io.Writer) *serviceVM {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	v := &serviceVM{svc: svc, host: host, accel: accel, started: time.Now(), log: log, cancel: cancel, exited: make(chan struct{})}
+	go v.readSerial(ctx)
+	return v
+}
+
+// readSerial streams the serial console. QEMU's serial server never closes a connection while it runs: an end of
+// stream followed by refused reconnections means QEMU exited.
+func (v *serviceVM) readSerial(ctx context.Context) {
+	var d net.Dialer
+	addr := net.JoinHostPort(v.host, strconv.Itoa(serialPort))
+	connected, failures := false, 0
+	for ctx.Err() == nil {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			if connected {
+				if failures++; failures >= 5 {
+					v.markExited(errors.New("QEMU exited (the guest powered off, rebooted with -no-reboot, or panicked; QEMU's own messages are in the engine's log of the service)"))
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		connected, failures = true, 0
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if n > 0 {
+				v.mu.Lock()
+				v.serial.Write(buf[:n])
+				v.mu.Unlock()
+			}
+			if err != nil {
+				break
+			}
+		}
+		if err := conn.Close(); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(v.log, "imagemode vm: closing the serial console: %v\n", err)
+		}
+	}
+}
+
+func (v *serviceVM) markExited(err error) {
+	v.once.Do(func() {
+		v.mu.Lock()
+		v.exitErr = err
+		v.mu.Unlock()
+		close(v.exited)
+	})
+}
+
+func (v *serviceVM) Accel() vm.Accel         { return v.accel }
+func (v *serviceVM) Started() time.Time      { return v.started }
+func (v *serviceVM) Addr(p int) string       { return net.JoinHostPort(v.host, strconv.Itoa(p)) }
+func (v *serviceVM) Stderr() string          { return "" }
+func (v *serviceVM) Exited() <-chan struct{} { return v.exited }
+
+func (v *serviceVM) Serial() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.serial.String()
+}
+
+func (v *serviceVM) Status(ctx context.Context) (string, error) {
+	return vm.QMP{Network: "tcp", Address: net.JoinHostPort(v.host, strconv.Itoa(qmpPort))}.Status(ctx)
+}
+
+func (v *serviceVM) ExitError() error {
+	select {
+	case <-v.exited:
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return v.exitErr
+	default:
+		return nil
+	}
+}
+
+// Fail implements vm.Instance.
+func (v *serviceVM) Fail(err error) {
+	v.markExited(err)
+	if cerr := v.Close(); cerr != nil {
+		fmt.Fprintf(v.log, "imagemode vm: %v\n", cerr)
+	}
+}
+
+// Close stops the service (QEMU is killed with its container).
+func (v *serviceVM) Close() error {
+	v.stop.Do(func() {
+		v.cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := v.svc.Stop(ctx, dagger.ServiceStopOpts{Kill: true}); err != nil {
+			v.stopErr = fmt.Errorf("stopping the QEMU service: %w", err)
+		}
+		v.markExited(errors.New("QEMU was stopped"))
+	})
+	return v.stopErr
+}
