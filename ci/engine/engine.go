@@ -248,7 +248,7 @@ func newPipeline(ctx context.Context, client *dagger.Client, in BuildInput, log 
 		}
 		popts = append(popts, pipeline.WithVerifier(v))
 	}
-	builder := daggerbuild.New(client, in.Dir, opts...)
+	builder := daggerbuild.New(client, in.Dir, append(opts, daggerbuild.WithRetimer(reg))...)
 	return cfg, pipeline.New(builder, reg, popts...), reg, cleanup, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -45,6 +46,9 @@ type Inputs struct {
 	Secrets map[string][]byte
 	// Key keys the HMAC of secrets.
 	Key []byte
+	// SourceDateEpoch, when asked for, sets the images' timestamps: an input (0 adds nothing, so digests of runs
+	// without it are unchanged).
+	SourceDateEpoch int64
 }
 
 // defaultKey separates imagemode's secret HMACs from other uses of the same value when no key is configured.
@@ -69,6 +73,9 @@ func Digest(in Inputs) (string, error) {
 	w("profile", in.Profile)
 	w("containerfile", path.Clean(in.Containerfile))
 	w("parent", in.ParentDigest)
+	if in.SourceDateEpoch != 0 {
+		w("source-date-epoch", strconv.FormatInt(in.SourceDateEpoch, 10))
+	}
 	files := append([]File(nil), in.Files...)
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	for i, f := range files {

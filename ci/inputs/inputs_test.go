@@ -54,6 +54,7 @@ func TestDigestChangesWhenAnInputChanges(t *testing.T) {
 		"a label":                  func(in *Inputs) { in.Labels["org.opencontainers.image.source"] = "https://x" },
 		"the Containerfile path":   func(in *Inputs) { in.Containerfile = "Containerfile.alt" },
 		"the layer name":           func(in *Inputs) { in.Layer = "homepage2" },
+		"SOURCE_DATE_EPOCH":        func(in *Inputs) { in.SourceDateEpoch = 1700000000 },
 	}
 	for name, change := range changes {
 		in := base()

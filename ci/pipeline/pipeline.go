@@ -4,6 +4,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,8 +42,12 @@ type Config struct {
 	Profile  profile.Profile
 	// Commit is the git commit the images are built from (labels, candidate tags).
 	Commit string
-	// SourceDateEpoch, when set, normalises timestamps in built layers.
+	// SourceDateEpoch, when set, normalises timestamps in built layers. It was asked for, so it is an input: an
+	// image built with another epoch is not reused.
 	SourceDateEpoch int64
+	// CommitTime is the timestamp used when SourceDateEpoch is 0 (the CLI's default: the commit's time). It is not an
+	// input: like the revision label, a reused image keeps the time of the commit it was built at.
+	CommitTime int64
 	// RunID scopes the tags written while the run is in progress.
 	RunID string
 	// Layers restricts the run to these layers and their ancestors; empty builds the whole graph.
@@ -489,7 +494,7 @@ func (p *Pipeline) buildLayer(ctx context.Context, cfg Config, pl *Plan, layer l
 		BuildArgs:       args,
 		Labels:          labels,
 		Target:          repo + ":" + runTag,
-		SourceDateEpoch: cfg.SourceDateEpoch,
+		SourceDateEpoch: cmp.Or(cfg.SourceDateEpoch, cfg.CommitTime),
 	}
 	p.logf("[level %d] %s: building FROM %s", level, layer.Name, from)
 	res, err := p.builder.Build(ctx, req)
@@ -517,7 +522,8 @@ func (p *Pipeline) buildLayer(ctx context.Context, cfg Config, pl *Plan, layer l
 // inputDigest hashes everything that determines the layer: exactly the files sent to the builder.
 func (p *Pipeline) inputDigest(cfg Config, layer layers.Layer, ctxDir string, files []buildctx.File, args, labels map[string]string, parentDigest string) (string, error) {
 	in := inputs.Inputs{Layer: layer.Name, Profile: cfg.Profile.Name, Containerfile: layer.Containerfile, ParentDigest: parentDigest,
-		Generated: cfg.ExtraFiles[layer.Name], BuildArgs: args, Secrets: cfg.SecretInputs, Key: cfg.InputsKey, Labels: map[string]string{}}
+		SourceDateEpoch: cfg.SourceDateEpoch,
+		Generated:       cfg.ExtraFiles[layer.Name], BuildArgs: args, Secrets: cfg.SecretInputs, Key: cfg.InputsKey, Labels: map[string]string{}}
 	for k, v := range labels {
 		switch k {
 		case layers.LabelRevision, layers.LabelBaseName, layers.LabelBaseDigest:

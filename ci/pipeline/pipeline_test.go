@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -601,5 +602,41 @@ func TestReuseRefusesUnsignedImages(t *testing.T) {
 		if l.Status != report.StatusBuilt {
 			t.Errorf("%s %s", l.Name, l.Status)
 		}
+	}
+}
+
+// TestEpochInputs: an asked-for SOURCE_DATE_EPOCH is an input (another epoch is another image); the commit time the
+// CLI uses by default reaches the builder but is not an input (a reused image keeps its commit's time).
+func TestEpochInputs(t *testing.T) {
+	f := newFixture(t)
+	run := 0
+	inputsOf := func(set func(*Config)) (string, int64) {
+		cfg := f.cfg
+		run++
+		cfg.RunID = fmt.Sprintf("epoch%d", run)
+		set(&cfg)
+		f.fb.mu.Lock()
+		f.fb.reqs = nil
+		f.fb.mu.Unlock()
+		rep, err := f.p.BuildAll(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _ := rep.Layer("soe")
+		req, _ := f.fb.request("soe")
+		return l.InputDigest, req.SourceDateEpoch
+	}
+	none, e0 := inputsOf(func(c *Config) {})
+	commit1, e1 := inputsOf(func(c *Config) { c.CommitTime = 1764000000 })
+	commit2, _ := inputsOf(func(c *Config) { c.CommitTime = 1765000000 })
+	asked, e3 := inputsOf(func(c *Config) { c.SourceDateEpoch = 1764000000; c.CommitTime = 1765000000 })
+	if none == "" || none != commit1 || commit1 != commit2 {
+		t.Errorf("the commit time changed the inputs: %s %s %s", none, commit1, commit2)
+	}
+	if asked == none {
+		t.Error("an asked-for SOURCE_DATE_EPOCH did not change the inputs")
+	}
+	if e0 != 0 || e1 != 1764000000 || e3 != 1764000000 {
+		t.Errorf("builder epochs %d %d %d", e0, e1, e3)
 	}
 }

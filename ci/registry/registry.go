@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -424,4 +425,44 @@ func AuthJSON(creds map[string][2]string) ([]byte, error) {
 		return nil, fmt.Errorf("encoding registry credentials: %w", err)
 	}
 	return b, nil
+}
+
+// SetCreated rewrites the creation time of the image digestRef, and of every entry of its history, to t and pushes
+// the result as target (repo:tag in the same repository): only a new configuration and manifest are uploaded. It
+// returns the new manifest digest. Builders that drop SOURCE_DATE_EPOCH from the image configuration (Dagger's
+// DockerBuild keeps only the frontend's config) get reproducible configurations this way.
+func (c *Client) SetCreated(ctx context.Context, digestRef, target string, t time.Time) (string, error) {
+	r, err := name.NewDigest(digestRef)
+	if err != nil {
+		return "", fmt.Errorf("parsing digest reference %q: %w", digestRef, err)
+	}
+	tag, err := name.NewTag(target, name.StrictValidation)
+	if err != nil {
+		return "", fmt.Errorf("tag reference %q: %w", target, err)
+	}
+	img, err := remote.Image(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return "", fmt.Errorf("reading %q: %w", digestRef, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return "", fmt.Errorf("reading the configuration of %q: %w", digestRef, err)
+	}
+	cf = cf.DeepCopy()
+	cf.Created = v1.Time{Time: t.UTC()}
+	for i := range cf.History {
+		cf.History[i].Created = v1.Time{Time: t.UTC()}
+	}
+	out, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		return "", fmt.Errorf("setting the creation time of %q: %w", digestRef, err)
+	}
+	if err := remote.Write(tag, out, c.RemoteOptions(ctx)...); err != nil {
+		return "", fmt.Errorf("pushing %q: %w", target, err)
+	}
+	d, err := out.Digest()
+	if err != nil {
+		return "", fmt.Errorf("digest of %q: %w", target, err)
+	}
+	return d.String(), nil
 }

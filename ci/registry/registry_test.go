@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/imagemode/imagemode/ci/internal/regtest"
 )
 
 // counting wraps the in-process registry and counts blob uploads and manifest writes.
@@ -319,5 +320,46 @@ func TestReadFileTopDown(t *testing.T) {
 		if !bytes.Equal(got, tc.want) {
 			t.Errorf("%s: got %q, want %q", tc.ref, got, tc.want)
 		}
+	}
+}
+
+// TestSetCreated: the same image rewritten twice to the same time gets the same digest, its layers untouched.
+func TestSetCreated(t *testing.T) {
+	host := regtest.Start(t, nil)
+	ctx := t.Context()
+	d, err := regtest.Push(ctx, host+"/a/img:build-1", 512, 2, map[string]string{"k": "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New()
+	at := time.Unix(1700000000, 0)
+	d1, err := c.SetCreated(ctx, host+"/a/img@"+d, host+"/a/img:build-1", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := c.SetCreated(ctx, host+"/a/img@"+d1, host+"/a/img:build-2", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d1 == d || d1 != d2 {
+		t.Errorf("digests %s → %s → %s; want a new one, then the same", d, d1, d2)
+	}
+	cfg, err := c.Config(ctx, host+"/a/img:build-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Created.Time.Equal(at) || cfg.Config.Labels["k"] != "v" {
+		t.Errorf("created %v labels %v", cfg.Created, cfg.Config.Labels)
+	}
+	for _, h := range cfg.History {
+		if !h.Created.Time.Equal(at) {
+			t.Errorf("history entry created %v", h.Created)
+		}
+	}
+	if got, err := c.Digest(ctx, host+"/a/img:build-2"); err != nil || got != d1 {
+		t.Errorf("build-2 → %s, %v", got, err)
+	}
+	if _, err := c.SetCreated(ctx, host+"/a/img:notadigest", host+"/a/img:x", at); err == nil {
+		t.Error("a tag was accepted as the source")
 	}
 }

@@ -6,9 +6,12 @@ package daggerbuild
 import (
 	"context"
 	"fmt"
+	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"dagger.io/dagger"
 
@@ -29,7 +32,17 @@ type Builder struct {
 	secrets []*dagger.Secret
 	auth    []RegistryAuth
 	ids     []string
+	retimer Retimer
 }
+
+// Retimer rewrites an image's creation times and pushes the result (registry.Client.SetCreated).
+type Retimer interface {
+	SetCreated(ctx context.Context, digestRef, target string, t time.Time) (string, error)
+}
+
+// WithRetimer applies a request's SourceDateEpoch after the push: DockerBuild keeps only the frontend's config, so
+// the SOURCE_DATE_EPOCH build argument does not reach the image's created and history times.
+func WithRetimer(r Retimer) Option { return func(b *Builder) { b.retimer = r } }
 
 // Option configures a Builder.
 type Option func(*Builder)
@@ -98,6 +111,20 @@ func (b *Builder) Build(ctx context.Context, req build.Request) (build.Result, e
 	for _, p := range extra {
 		dir = dir.WithNewFile(p, string(req.ExtraFiles[p]))
 	}
+	// Dagger v0.19 gives a secret a Containerfile mounts but the caller did not pass a random id, so such a RUN step
+	// would never be cached and an unchanged family would get new digests on every run: drop those mounts, as
+	// BuildKit does for absent optional secrets.
+	cf, err := b.src.Directory(req.ContextDir).File(req.Containerfile).Contents(ctx)
+	if err != nil {
+		return build.Result{}, fmt.Errorf("layer %q: reading %s: %w", req.Layer, path.Join(req.ContextDir, req.Containerfile), err)
+	}
+	stripped, removed, err := build.WithoutSecretMounts([]byte(cf), func(id string) bool { return slices.Contains(b.ids, id) })
+	if err != nil {
+		return build.Result{}, fmt.Errorf("layer %q: %s: %w", req.Layer, path.Join(req.ContextDir, req.Containerfile), err)
+	}
+	if len(removed) > 0 {
+		dir = dir.WithNewFile(req.Containerfile, string(stripped))
+	}
 	args := map[string]string{}
 	for k, v := range req.BuildArgs {
 		args[k] = v
@@ -127,6 +154,11 @@ func (b *Builder) Build(ctx context.Context, req build.Request) (build.Result, e
 		return build.Result{}, fmt.Errorf("layer %q: the engine published %q without a digest", req.Layer, published)
 	}
 	repo := req.Target[:strings.LastIndex(req.Target, ":")]
+	if req.SourceDateEpoch != 0 && b.retimer != nil {
+		if digest, err = b.retimer.SetCreated(ctx, repo+"@"+digest, req.Target, time.Unix(req.SourceDateEpoch, 0)); err != nil {
+			return build.Result{}, fmt.Errorf("layer %q: applying SOURCE_DATE_EPOCH: %w", req.Layer, err)
+		}
+	}
 	return build.Result{Digest: digest, Ref: repo + "@" + digest}, nil
 }
 

@@ -342,16 +342,16 @@ func (b *buildFlags) setup(ctx context.Context, only []string, stderr io.Writer)
 		return cfg, nil, cleanup, &usageError{msg: fmt.Sprintf("--builder %q: the host CLI builds with buildah; use `dagger call build-all` to build with the Dagger engine", b.builder)}
 	}
 	cfg.Registry, cfg.Layers, cfg.SourceURL = b.registry, only, b.sourceURL
-	cfg.Commit, cfg.SourceDateEpoch = b.commit, 0
+	cfg.Commit = b.commit
 	if cfg.Commit == "" {
 		c, t, err := gitHead(ctx, b.dir)
 		if err != nil {
 			return cfg, nil, cleanup, &usageError{msg: fmt.Sprintf("--commit is required: %v", err)}
 		}
-		cfg.Commit, cfg.SourceDateEpoch = c, t
+		cfg.Commit, cfg.CommitTime = c, t
 	}
 	if b.epoch >= 0 {
-		cfg.SourceDateEpoch = b.epoch
+		cfg.SourceDateEpoch, cfg.CommitTime = b.epoch, 0
 	}
 	cfg.RunID = b.runID
 	if cfg.RunID == "" {
