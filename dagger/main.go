@@ -36,7 +36,7 @@ type BuildResult struct {
 func connect(ctx context.Context) (*lib.Client, error) {
 	c, err := lib.Connect(ctx, lib.WithLogOutput(os.Stderr))
 	if err != nil {
-		return nil, fmt.Errorf("connecting to the engine session: %w", err)
+		return nil, engine.Flatten(fmt.Errorf("connecting to the engine session: %w", err))
 	}
 	return c, nil
 }
@@ -44,7 +44,7 @@ func connect(ctx context.Context) (*lib.Client, error) {
 func loadDir(ctx context.Context, c *lib.Client, d *dagger.Directory) (*lib.Directory, error) {
 	id, err := d.ID(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading a directory id: %w", err)
+		return nil, engine.Flatten(fmt.Errorf("reading a directory id: %w", err))
 	}
 	return c.LoadDirectoryFromID(lib.DirectoryID(id)), nil
 }
@@ -55,7 +55,7 @@ func loadSecret(ctx context.Context, c *lib.Client, s *dagger.Secret) (*lib.Secr
 	}
 	id, err := s.ID(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading a secret id: %w", err)
+		return nil, engine.Flatten(fmt.Errorf("reading a secret id: %w", err))
 	}
 	return c.LoadSecretFromID(lib.SecretID(id)), nil
 }
@@ -66,7 +66,7 @@ func loadFile(ctx context.Context, c *lib.Client, f *dagger.File) (*lib.File, er
 	}
 	id, err := f.ID(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading a file id: %w", err)
+		return nil, engine.Flatten(fmt.Errorf("reading a file id: %w", err))
 	}
 	return c.LoadFileFromID(lib.FileID(id)), nil
 }
@@ -77,7 +77,7 @@ func loadGit(ctx context.Context, c *lib.Client, g *dagger.GitRepository) (*lib.
 	}
 	id, err := g.ID(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading a git repository id: %w", err)
+		return nil, engine.Flatten(fmt.Errorf("reading a git repository id: %w", err))
 	}
 	return c.LoadGitRepositoryFromID(lib.GitRepositoryID(id)), nil
 }
@@ -92,15 +92,15 @@ func (m *Imagemode) Lint(
 ) (string, error) {
 	c, err := connect(ctx)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	defer c.Close()
 	d, err := loadDir(ctx, c, dir)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	if err := engine.Lint(ctx, d); err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	return "layer graph and Containerfiles OK\n", nil
 }
@@ -134,24 +134,24 @@ func (m *Imagemode) Plan(
 ) (string, error) {
 	c, err := connect(ctx)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	defer c.Close()
 	d, err := loadDir(ctx, c, dir)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	bp, err := loadSecret(ctx, c, baseRegistryPassword)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	pl, err := engine.Plan(ctx, d, profile, baseImage, registry, resolve, engine.Credential{Username: baseRegistryUsername, Password: bp})
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	b, err := json.MarshalIndent(pl, "", "  ")
 	if err != nil {
-		return "", fmt.Errorf("encoding the plan: %w", err)
+		return "", engine.Flatten(fmt.Errorf("encoding the plan: %w", err))
 	}
 	return string(b) + "\n", nil
 }
@@ -349,7 +349,7 @@ func (m *Imagemode) build(ctx context.Context, only []string, registry string, d
 ) (*BuildResult, error) {
 	c, err := connect(ctx)
 	if err != nil {
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	defer c.Close()
 	in := engine.BuildInput{
@@ -357,10 +357,10 @@ func (m *Imagemode) build(ctx context.Context, only []string, registry string, d
 		Layers: only, BuildArgs: buildArg, SourceURL: sourceURL, SourceDateEpoch: int64(sourceDateEpoch), Jobs: jobs,
 	}
 	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	if in.Git, err = loadGit(ctx, c, git); err != nil {
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	secrets := []struct {
 		dst *(*lib.Secret)
@@ -375,27 +375,27 @@ func (m *Imagemode) build(ctx context.Context, only []string, registry string, d
 	}
 	for _, s := range secrets {
 		if *s.dst, err = loadSecret(ctx, c, s.src); err != nil {
-			return nil, err
+			return nil, engine.Flatten(err)
 		}
 	}
 	in.RegistryAuth.Username, in.BaseRegistryAuth.Username = registryUsername, baseRegistryUsername
 	if in.TrustKey, err = loadFile(ctx, c, trustKey); err != nil {
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	in.TrustedNamespaces = trustedNamespace
 	in.Reuse, in.Refresh = ro.reuse, ro.refresh
 	if in.PublicKey, err = loadFile(ctx, c, ro.publicKey); err != nil {
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	if in.InputsKey, err = loadSecret(ctx, c, ro.inputsKey); err != nil {
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	rep, err := engine.BuildAll(ctx, c, in, os.Stderr)
 	if err != nil {
 		if rep != nil {
-			return nil, fmt.Errorf("%w\n\n%s", err, rep.Table())
+			return nil, engine.Flatten(fmt.Errorf("%w\n\n%s", err, rep.Table()))
 		}
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	return result(rep)
 }
@@ -403,7 +403,7 @@ func (m *Imagemode) build(ctx context.Context, only []string, registry string, d
 func result(rep *report.Report) (*BuildResult, error) {
 	b, err := rep.JSON()
 	if err != nil {
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	return &BuildResult{Report: string(b), Table: rep.Table()}, nil
 }
@@ -414,16 +414,16 @@ func signInput(ctx context.Context, c *lib.Client, images []string, rep string, 
 	in := engine.SignInput{Images: images, Report: rep, RegistryAuth: engine.Credential{Username: registryUsername}}
 	var err error
 	if in.Key, err = loadSecret(ctx, c, key); err != nil {
-		return in, err
+		return in, engine.Flatten(err)
 	}
 	if in.Password, err = loadSecret(ctx, c, password); err != nil {
-		return in, err
+		return in, engine.Flatten(err)
 	}
 	if in.RegistryAuth.Password, err = loadSecret(ctx, c, registryPassword); err != nil {
-		return in, err
+		return in, engine.Flatten(err)
 	}
 	if in.PublicKey, err = loadFile(ctx, c, publicKey); err != nil {
-		return in, err
+		return in, engine.Flatten(err)
 	}
 	return in, nil
 }
@@ -453,14 +453,15 @@ func (m *Imagemode) Sign(
 ) (string, error) {
 	c, err := connect(ctx)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	defer c.Close()
 	in, err := signInput(ctx, c, image, report, key, password, nil, registryUsername, registryPassword)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
-	return engine.Sign(ctx, in)
+	out, err := engine.Sign(ctx, in)
+	return out, engine.Flatten(err)
 }
 
 // Verify checks that images carry a signature by the key, made for that digest in that repository.
@@ -484,14 +485,15 @@ func (m *Imagemode) Verify(
 ) (string, error) {
 	c, err := connect(ctx)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	defer c.Close()
 	in, err := signInput(ctx, c, image, report, nil, nil, publicKey, registryUsername, registryPassword)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
-	return engine.Verify(ctx, in)
+	out, err := engine.Verify(ctx, in)
+	return out, engine.Flatten(err)
 }
 
 // Promote verifies the candidates of the commit a git tag vX.Y.Z points to — every layer of every profile:
@@ -539,30 +541,30 @@ func (m *Imagemode) Promote(
 ) (string, error) {
 	c, err := connect(ctx)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	defer c.Close()
 	si, err := signInput(ctx, c, nil, "", key, password, publicKey, registryUsername, registryPassword)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	si.Registry = registry
 	in := engine.PromoteInput{SignInput: si, Tag: tag, Commit: commit, ReleaseRegistry: releaseRegistry, Profiles: profile, Force: force}
 	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	if in.Git, err = loadGit(ctx, c, git); err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	rep, err := engine.Promote(ctx, in, os.Stderr)
 	if rep != nil {
 		out, jerr := rep.JSON()
 		if err != nil {
-			return "", fmt.Errorf("%w\n\n%s", err, rep.Text())
+			return "", engine.Flatten(fmt.Errorf("%w\n\n%s", err, rep.Text()))
 		}
-		return string(out), jerr
+		return string(out), engine.Flatten(jerr)
 	}
-	return "", err
+	return "", engine.Flatten(err)
 }
 
 // SmokeTest boots images in QEMU (in a service container) and probes them: the guest reaches multi-user, plus the
@@ -616,29 +618,29 @@ func (m *Imagemode) SmokeTest(
 ) (string, error) {
 	c, err := connect(ctx)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	defer c.Close()
 	si, err := signInput(ctx, c, image, report, key, password, nil, registryUsername, registryPassword)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	in := engine.SmokeInput{SignInput: si, Disk: disk, DiskBuilder: diskBuilder, QEMUImage: qemuImage, Accel: accel,
 		Deadline: time.Duration(deadline) * time.Second, MemoryMB: memory}
 	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	verdicts, err := engine.SmokeTest(ctx, c, in, os.Stderr)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	out, err := json.MarshalIndent(verdicts, "", "  ")
 	if err != nil {
-		return "", fmt.Errorf("encoding the verdicts: %w", err)
+		return "", engine.Flatten(fmt.Errorf("encoding the verdicts: %w", err))
 	}
 	for _, v := range verdicts {
 		if v.Verdict != "pass" {
-			return "", fmt.Errorf("smoke test FAILED for %s: %s\n%s", v.Layer, v.Reason, out)
+			return "", engine.Flatten(fmt.Errorf("smoke test FAILED for %s: %s\n%s", v.Layer, v.Reason, out))
 		}
 	}
 	return string(out) + "\n", nil
@@ -668,21 +670,21 @@ func (m *Imagemode) DiskImage(
 ) (*dagger.File, error) {
 	c, err := connect(ctx)
 	if err != nil {
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	defer c.Close()
 	rp, err := loadSecret(ctx, c, registryPassword)
 	if err != nil {
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	f, err := engine.DiskImage(ctx, c, engine.DiskInput{Image: image, Follow: follow, Builder: diskBuilder, SSHKey: sshKey,
 		RegistryAuth: engine.Credential{Username: registryUsername, Password: rp}})
 	if err != nil {
-		return nil, err
+		return nil, engine.Flatten(err)
 	}
 	id, err := f.ID(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading the disk's id: %w", err)
+		return nil, engine.Flatten(fmt.Errorf("reading the disk's id: %w", err))
 	}
 	return dag.LoadFileFromID(dagger.FileID(id)), nil
 }
@@ -795,7 +797,7 @@ func (m *Imagemode) Ci(
 ) (string, error) {
 	c, err := connect(ctx)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	defer c.Close()
 	in := engine.CIInput{Build: engine.BuildInput{Registry: registry, Profile: profile, BaseImage: baseImage, Commit: commit,
@@ -805,10 +807,10 @@ func (m *Imagemode) Ci(
 		Deadline: time.Duration(deadline) * time.Second, MemoryMB: memory}
 	in.Build.RegistryAuth.Username, in.Build.BaseRegistryAuth.Username = registryUsername, baseRegistryUsername
 	if in.Build.Dir, err = loadDir(ctx, c, dir); err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	if in.Build.Git, err = loadGit(ctx, c, git); err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	for _, s := range []struct {
 		dst *(*lib.Secret)
@@ -820,7 +822,7 @@ func (m *Imagemode) Ci(
 		{&in.Build.PasswordHash, passwordHash}, {&in.Build.InputsKey, inputsKey},
 	} {
 		if *s.dst, err = loadSecret(ctx, c, s.src); err != nil {
-			return "", err
+			return "", engine.Flatten(err)
 		}
 	}
 	for _, f := range []struct {
@@ -828,18 +830,18 @@ func (m *Imagemode) Ci(
 		src *dagger.File
 	}{{&in.Build.TrustKey, trustKey}, {&in.Build.PublicKey, publicKey}} {
 		if *f.dst, err = loadFile(ctx, c, f.src); err != nil {
-			return "", err
+			return "", engine.Flatten(err)
 		}
 	}
 	res, err := engine.CI(ctx, c, in, os.Stderr)
 	if res != nil {
 		out, jerr := res.JSON()
 		if err != nil {
-			return "", fmt.Errorf("%w\n\n%s", err, res.Text())
+			return "", engine.Flatten(fmt.Errorf("%w\n\n%s", err, res.Text()))
 		}
-		return string(out), jerr
+		return string(out), engine.Flatten(jerr)
 	}
-	return "", err
+	return "", engine.Flatten(err)
 }
 
 // LifecycleTest proves the bootc life cycle of a candidate: a bootc-image-builder disk of --original (the previous
@@ -884,27 +886,27 @@ func (m *Imagemode) LifecycleTest(
 ) (string, error) {
 	c, err := connect(ctx)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	defer c.Close()
 	in := engine.LifecycleInput{Original: original, Candidate: candidate, Channel: channel, Refused: refuse, DiskBuilder: diskBuilder, QEMUImage: qemuImage,
 		Accel: accel, StepDeadline: time.Duration(stepDeadline) * time.Second, RegistryAuth: engine.Credential{Username: registryUsername}}
 	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	if in.RegistryAuth.Password, err = loadSecret(ctx, c, registryPassword); err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	rep, err := engine.Lifecycle(ctx, c, in, os.Stderr)
 	if err != nil {
-		return "", err
+		return "", engine.Flatten(err)
 	}
 	out, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		return "", fmt.Errorf("encoding the report: %w", err)
+		return "", engine.Flatten(fmt.Errorf("encoding the report: %w", err))
 	}
 	if rep.Verdict != "pass" {
-		return "", fmt.Errorf("life-cycle test FAILED: %s\n%s", rep.Reason, out)
+		return "", engine.Flatten(fmt.Errorf("life-cycle test FAILED: %s\n%s", rep.Reason, out))
 	}
 	return string(out) + "\n", nil
 }

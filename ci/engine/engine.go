@@ -113,6 +113,11 @@ func Plan(ctx context.Context, dir *dagger.Directory, profileName, baseImage, re
 	if err != nil {
 		return nil, err
 	}
+	if resolve {
+		if err := CheckReachable("--base-image", prof.BaseImage); err != nil {
+			return nil, err
+		}
+	}
 	reg, err := registryClient(ctx, Credential{}, baseAuth, "", prof.BaseImage)
 	if err != nil {
 		return nil, err
@@ -139,6 +144,12 @@ func newPipeline(ctx context.Context, client *dagger.Client, in BuildInput, log 
 		return cfg, nil, nil, cleanup, err
 	}
 	if err := pipeline.ValidateRegistry(in.Registry); err != nil {
+		return cfg, nil, nil, cleanup, err
+	}
+	if err := CheckReachable("--registry", in.Registry); err != nil {
+		return cfg, nil, nil, cleanup, err
+	}
+	if err := CheckReachable("--base-image", prof.BaseImage); err != nil {
 		return cfg, nil, nil, cleanup, err
 	}
 	commit := in.Commit
@@ -308,6 +319,9 @@ func (in SignInput) refs() ([]string, error) {
 		if _, _, err := registry.SplitDigestRef(r); err != nil {
 			return nil, fmt.Errorf("--image %q: signatures are made for digests, never tags: %w", r, err)
 		}
+		if err := CheckReachable("--image", r); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -431,6 +445,11 @@ func Promote(ctx context.Context, in PromoteInput, log io.Writer) (*release.Repo
 		}
 	}
 	in.SignInput.Registry = in.Registry
+	for _, r := range []struct{ flag, ref string }{{"--registry", in.Registry}, {"--release-registry", in.ReleaseRegistry}} {
+		if err := CheckReachable(r.flag, r.ref); err != nil {
+			return nil, err
+		}
+	}
 	reg, err := in.client(ctx)
 	if err != nil {
 		return nil, err

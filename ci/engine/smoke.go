@@ -193,6 +193,11 @@ func DiskImage(ctx context.Context, client *dagger.Client, in DiskInput) (*dagge
 	if in.Builder == "" {
 		in.Builder = diskimage.BIBCentOS
 	}
+	for _, r := range []struct{ flag, ref string }{{"--image", in.Image}, {"--follow", in.Follow}} {
+		if err := CheckReachable(r.flag, r.ref); err != nil {
+			return nil, err
+		}
+	}
 	conf, err := diskimage.ConfigTOML(diskimage.Config{Users: []diskimage.User{{Name: "bootc-user", Key: in.SSHKey, Groups: []string{"wheel"}}}})
 	if err != nil {
 		return nil, err
@@ -222,7 +227,9 @@ func DiskImage(ctx context.Context, client *dagger.Client, in DiskInput) (*dagge
 	out := ctr.WithExec([]string{"sh", "-c", script}, dagger.ContainerWithExecOpts{InsecureRootCapabilities: true}).
 		File("/output/disk.qcow2")
 	if _, err := out.Sync(ctx); err != nil {
-		return nil, fmt.Errorf("building the disk image of %s with %s: %w", in.Image, in.Builder, err)
+		return nil, fmt.Errorf("building the disk image of %s with %s: %w\n(is the builder image reachable from the engine, "+
+			"with credentials where it needs them? Choose another with --disk-builder: %s, %s or %s)",
+			in.Image, in.Builder, err, diskimage.BIBCentOS, "registry.redhat.io/rhel10/bootc-image-builder", "ghcr.io/osbuild/image-builder-cli")
 	}
 	return out, nil
 }

@@ -269,7 +269,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		return nil
 	}
-	probe := func(ctx context.Context, st *Step) error {
+	services := func(ctx context.Context, st *Step) error {
 		results, fatal := smoke.RunAfter(ctx, cfg.Machine, cfg.Probes, cfg.StepDeadline)
 		st.Probes = results
 		if fatal != nil {
@@ -279,6 +279,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if !r.OK {
 				return fmt.Errorf("probe %s failed: %s", r.Name, r.Detail)
 			}
+		}
+		return nil
+	}
+	probe := func(ctx context.Context, st *Step) error {
+		if err := services(ctx, st); err != nil {
+			return err
 		}
 		for _, p := range persist {
 			if err := p.Check(ctx, s); err != nil {
@@ -323,6 +329,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if err := s.WriteFile(ctx, "/etc/ostree/auth.json", cfg.RegistryAuth, 0o600); err != nil {
 				return err
 			}
+		}
+		// The services answer first (MariaDB may still be starting after boot), then the state is written.
+		if err := services(ctx, st); err != nil {
+			return err
 		}
 		for _, p := range persist {
 			if err := p.Write(ctx, s); err != nil {

@@ -96,7 +96,7 @@ func Parse(data []byte) (*Report, error) {
 // Table renders the report for people: one row per layer.
 func (r *Report) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "run %s  commit %s  profile %s  base %s@%s\n", r.RunID, short(r.Commit, 12), r.Profile, r.BaseImage, shortDigest(r.BaseDigest))
+	fmt.Fprintf(&b, "run %s  commit %s  profile %s  base %s\n", r.RunID, short(r.Commit, 12), r.Profile, baseRef(r.BaseImage, r.BaseDigest))
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "LAYER\tSTATUS\tREF\tDIGEST\tPARENT DIGEST\tBASE DIGEST\tPROFILE\tDURATION")
 	for _, l := range r.Layers {
@@ -114,6 +114,46 @@ func (r *Report) Table() string {
 		b.WriteString("candidate tags: not written (the run did not complete)\n")
 	}
 	return b.String()
+}
+
+// baseRef names the base image with its digest once: a --base-image given by digest already carries it.
+func baseRef(image, digest string) string {
+	name, pinned, ok := strings.Cut(image, "@")
+	if !ok {
+		return image + "@" + shortDigest(digest)
+	}
+	if digest != "" && pinned != digest {
+		return name + "@" + shortDigest(pinned) + " (resolved " + shortDigest(digest) + ")"
+	}
+	return name + "@" + shortDigest(pinned)
+}
+
+// CriticalPath is the longest chain of parent layers, by the sum of their build durations: the least time a
+// run building every layer takes however many run at once.
+func (r *Report) CriticalPath() time.Duration {
+	byName := map[string]Layer{}
+	for _, l := range r.Layers {
+		byName[l.Name] = l
+	}
+	memo := map[string]int64{}
+	var chain func(name string, depth int) int64
+	chain = func(name string, depth int) int64 {
+		if v, ok := memo[name]; ok {
+			return v
+		}
+		l, ok := byName[name]
+		if !ok || depth > len(byName) {
+			return 0
+		}
+		v := l.DurationMS + chain(l.Parent, depth+1)
+		memo[name] = v
+		return v
+	}
+	var longest int64
+	for _, l := range r.Layers {
+		longest = max(longest, chain(l.Name, 0))
+	}
+	return time.Duration(longest) * time.Millisecond
 }
 
 func shortDigest(d string) string {

@@ -60,3 +60,30 @@ func TestTable(t *testing.T) {
 		t.Errorf("failed-run table:\n%s", tab)
 	}
 }
+
+// TestTableBaseByDigest: a --base-image given by digest is printed with its digest once.
+func TestTableBaseByDigest(t *testing.T) {
+	r := sample()
+	d := "sha256:" + strings.Repeat("b", 64)
+	r.BaseImage = "10.87.0.1:5055/standin/base@" + d
+	head, _, _ := strings.Cut(r.Table(), "\n")
+	if strings.Count(head, "sha256:") != 1 || !strings.HasSuffix(head, "base 10.87.0.1:5055/standin/base@sha256:bbbbbbbbbbbb") {
+		t.Errorf("header %q", head)
+	}
+	r.BaseImage = "quay.io/centos-bootc/centos-bootc:stream9"
+	head, _, _ = strings.Cut(r.Table(), "\n")
+	if !strings.HasSuffix(head, "base quay.io/centos-bootc/centos-bootc:stream9@sha256:bbbbbbbbbbbb") {
+		t.Errorf("header %q", head)
+	}
+}
+
+func TestCriticalPath(t *testing.T) {
+	r := sample()
+	r.Layers = append(r.Layers,
+		Layer{Name: "homepage", Parent: "httpd", DurationMS: 1000},
+		Layer{Name: "database", Parent: "soe", DurationMS: 2000})
+	// soe 61234 + httpd 1500 + homepage 1000 = 63734 > soe + database = 63234.
+	if got := r.CriticalPath(); got != 63734*time.Millisecond {
+		t.Errorf("critical path %s", got)
+	}
+}
