@@ -119,7 +119,7 @@ func TestMariaDBRowsRetry(t *testing.T) {
 		t.Errorf("%d attempts", db.attempts)
 	}
 	db.mu.Lock()
-	db.refuse, db.attempts = db.attempts+3, db.attempts // refuse three more connections
+	db.refuse = db.attempts + 3 // refuse three more connections
 	db.mu.Unlock()
 	if err := m.Check(ctx, s); err != nil {
 		t.Errorf("Check: %v", err)
