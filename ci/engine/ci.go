@@ -129,7 +129,7 @@ func Lifecycle(ctx context.Context, client *dagger.Client, in LifecycleInput, lo
 	if runID == "" {
 		runID = tags.NewRunID(time.Now())
 	}
-	launcher := serviceLauncher{qemu: QEMUContainer(client, in.QEMUImage), mounts: []mount{{cfg.Disk, disk}}, run: runID, log: log}
+	launcher := serviceLauncher{qemu: QEMUContainer(client, in.QEMUImage), mounts: []Mount{{cfg.Disk, disk}}, run: runID, log: log}
 	rg, err := vm.Boot[*serviceVM](ctx, launcher, cfg, accel, vm.BootOptions{Log: log})
 	if err != nil {
 		return nil, err

@@ -63,45 +63,62 @@ func (r rootFS) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// ephemeralBoot prepares the direct kernel boot of an image in the engine, exactly as the host does it: the same
-// ephemeral.Inspect finds the kernel and reads kargs.d (from the container's root filesystem), the same du and
-// mkfs.ext4 commands make the root disk (in the QEMU container, with the root filesystem mounted).
-func ephemeralBoot(ctx context.Context, qemu *dagger.Container, root *dagger.Directory) (vm.Config, []mount, *ephemeral.Layout, error) {
+// EphemeralBoot is an image made ready for a direct kernel boot in the engine.
+type EphemeralBoot struct {
+	// Config boots it: kernel, initramfs, command line and root disk at the paths Mounts put them.
+	Config vm.Config
+	Mounts []Mount
+	Layout *ephemeral.Layout
+}
+
+// Container is qemu with the boot's files mounted.
+func (b *EphemeralBoot) Container(qemu *dagger.Container) *dagger.Container {
+	for _, m := range b.Mounts {
+		qemu = qemu.WithMountedFile(m.Path, m.File)
+	}
+	return qemu
+}
+
+// PrepareEphemeral prepares the direct kernel boot of an image's root filesystem in the engine, exactly as the
+// host does it: the same ephemeral.Inspect finds the kernel and reads kargs.d (through the container's root
+// filesystem), the same du and mkfs.ext4 commands make the root disk (in the QEMU container, the root filesystem
+// mounted). The engine caches the disk per image.
+func PrepareEphemeral(ctx context.Context, qemu *dagger.Container, root *dagger.Directory) (*EphemeralBoot, error) {
 	lay, err := ephemeral.Inspect(ctx, rootFS{root})
 	if err != nil {
-		return vm.Config{}, nil, nil, err
+		return nil, err
 	}
 	dc := ephemeral.DiskCommand{Root: "/rootfs", Disk: "/out/root.raw"}
 	tools := qemu.WithMountedDirectory("/rootfs", root)
 	out, err := tools.WithExec(dc.Measure()).Stdout(ctx)
 	if err != nil {
-		return vm.Config{}, nil, nil, fmt.Errorf("measuring the root filesystem: %w", err)
+		return nil, fmt.Errorf("measuring the root filesystem: %w", err)
 	}
 	used, err := ephemeral.ParseMeasure(out)
 	if err != nil {
-		return vm.Config{}, nil, nil, err
+		return nil, err
 	}
 	disk := tools.WithExec([]string{"mkdir", "-p", "/out"}).WithExec(dc.Make(ephemeral.DiskMiB(used))).File(dc.Disk)
 	if _, err := disk.Sync(ctx); err != nil {
-		return vm.Config{}, nil, nil, fmt.Errorf("making the root disk with mkfs.ext4: %w", err)
+		return nil, fmt.Errorf("making the root disk with mkfs.ext4: %w", err)
 	}
 	cfg := vm.Config{Kernel: "/boot/vmlinuz", Initrd: "/boot/initramfs.img", Append: lay.Cmdline(),
 		Disk: "/boot/root.raw", Format: "raw", Snapshot: true, NoReboot: true}
-	mounts := []mount{{cfg.Kernel, root.File(lay.Kernel)}, {cfg.Initrd, root.File(lay.Initrd)}, {cfg.Disk, disk}}
-	return cfg, mounts, lay, nil
+	return &EphemeralBoot{Config: cfg, Layout: lay,
+		Mounts: []Mount{{cfg.Kernel, root.File(lay.Kernel)}, {cfg.Initrd, root.File(lay.Initrd)}, {cfg.Disk, disk}}}, nil
 }
 
-// mount is a file mounted into the QEMU container.
-type mount struct {
-	path string
-	file *dagger.File
+// Mount is a file mounted into the QEMU container.
+type Mount struct {
+	Path string
+	File *dagger.File
 }
 
 // serviceLauncher starts QEMU as a Dagger service: the container's only process is qemu-system-x86_64 with the
 // argv of vm.Config.Args; the guest's forwarded ports, the serial console and QMP are the service's ports.
 type serviceLauncher struct {
 	qemu   *dagger.Container
-	mounts []mount
+	mounts []Mount
 	// run marks every boot (with a random suffix) so that no two boots are the same service and none is cached.
 	run string
 	log io.Writer
@@ -119,7 +136,7 @@ func (l serviceLauncher) Launch(ctx context.Context, cfg vm.Config, accel vm.Acc
 	}
 	ctr := l.qemu.WithEnvVariable("IMAGEMODE_BOOT", l.run+"-"+hex.EncodeToString(nonce))
 	for _, m := range l.mounts {
-		ctr = ctr.WithMountedFile(m.path, m.file)
+		ctr = ctr.WithMountedFile(m.Path, m.File)
 	}
 	for _, f := range cfg.Forwards {
 		ctr = ctr.WithExposedPort(f.Host)
@@ -128,6 +145,8 @@ func (l serviceLauncher) Launch(ctx context.Context, cfg vm.Config, accel vm.Acc
 	argv := append([]string{"qemu-system-x86_64"}, cfg.Args(accel,
 		fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", serialPort),
 		fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", qmpPort))...)
+	// Deadlines count from before the service starts (conservative: the container's start-up counts too).
+	started := time.Now()
 	svc, err := ctr.AsService(dagger.ContainerAsServiceOpts{Args: argv, InsecureRootCapabilities: true}).Start(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("starting QEMU (%s) in a service container: %w", accel, err)
@@ -139,7 +158,7 @@ func (l serviceLauncher) Launch(ctx context.Context, cfg vm.Config, accel vm.Acc
 		}
 		return nil, fmt.Errorf("the QEMU service's hostname: %w", err)
 	}
-	return newServiceVM(ctx, svc, host, accel, l.log), nil
+	return newServiceVM(ctx, svc, host, accel, started, l.log), nil
 }
 
 // serviceVM is a QEMU running in a service container, reached over the engine's network: vm.Instance.
@@ -160,9 +179,9 @@ type serviceVM struct {
 	stopErr error
 }
 
-func newServiceVM(ctx context.Context, svc *dagger.Service, host string, accel vm.Accel, log io.Writer) *serviceVM {
+func newServiceVM(ctx context.Context, svc *dagger.Service, host string, accel vm.Accel, started time.Time, log io.Writer) *serviceVM {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	v := &serviceVM{svc: svc, host: host, accel: accel, started: time.Now(), log: log, cancel: cancel, exited: make(chan struct{})}
+	v := &serviceVM{svc: svc, host: host, accel: accel, started: started, log: log, cancel: cancel, exited: make(chan struct{})}
 	go v.readSerial(ctx)
 	return v
 }

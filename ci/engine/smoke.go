@@ -11,7 +11,6 @@ import (
 	"dagger.io/dagger"
 
 	"github.com/imagemode/imagemode/ci/diskimage"
-	"github.com/imagemode/imagemode/ci/ephemeral"
 	"github.com/imagemode/imagemode/ci/guest"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
@@ -129,7 +128,7 @@ func (b *engineBooter) Prepare(ctx context.Context, s smoke.Spec, probes []smoke
 		return nil, err
 	}
 	var cfg vm.Config
-	var mounts []mount
+	var mounts []Mount
 	detail := ""
 	if s.Mode == smoke.ModeDisk {
 		key, err := guest.NewKey("imagemode-smoke")
@@ -144,7 +143,7 @@ func (b *engineBooter) Prepare(ctx context.Context, s smoke.Spec, probes []smoke
 		ssh := smoke.SSH{User: "bootc-user", Key: key, Transcript: &guest.Transcript{}, Sudo: true}
 		probes = append(smoke.WithSSH(probes, ssh), smoke.BootcBooted{SSH: ssh, Digest: digest}, smoke.NoFailedUnits{SSH: ssh})
 		cfg = vm.Config{Disk: "/disk/disk.qcow2", Format: "qcow2", Snapshot: true, NoReboot: true}
-		mounts = []mount{{cfg.Disk, disk}}
+		mounts = []Mount{{cfg.Disk, disk}}
 		detail = "bootc-image-builder disk"
 	} else {
 		img := b.client.Container(dagger.ContainerOpts{Platform: "linux/amd64"})
@@ -152,12 +151,12 @@ func (b *engineBooter) Prepare(ctx context.Context, s smoke.Spec, probes []smoke
 			host, _, _ := strings.Cut(s.Image, "/")
 			img = img.WithRegistryAuth(host, a.Username, a.Password)
 		}
-		var lay *ephemeral.Layout
-		cfg, mounts, lay, err = ephemeralBoot(ctx, b.qemu, img.From(s.Image).Rootfs())
+		boot, err := PrepareEphemeral(ctx, b.qemu, img.From(s.Image).Rootfs())
 		if err != nil {
 			return nil, fmt.Errorf("preparing the boot of %s: %w", s.Image, err)
 		}
-		detail = fmt.Sprintf("kernel %s, %q", lay.KernelVersion, lay.Cmdline())
+		cfg, mounts = boot.Config, boot.Mounts
+		detail = fmt.Sprintf("kernel %s, %q", boot.Layout.KernelVersion, boot.Layout.Cmdline())
 	}
 	l := serviceLauncher{qemu: b.qemu, mounts: mounts, run: b.in.RunID, log: b.log}
 	return &smoke.Prepared{Config: cfg, Probes: probes, Detail: detail,

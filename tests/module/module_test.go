@@ -1,0 +1,207 @@
+//go:build module
+
+package module
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/imagemode/imagemode/ci/flow"
+	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/release"
+	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/smoke"
+)
+
+// TestModule runs the module's functions in the order a release takes them; later steps use earlier results.
+func TestModule(t *testing.T) {
+	var rep *report.Report
+	var repBase string // the fresh base rep was built on
+
+	t.Run("lint", func(t *testing.T) {
+		r := mustCall(t, "lint", "--dir", standinDir)
+		if !strings.Contains(r.stdout, "OK") {
+			t.Errorf("lint: %q", r.stdout)
+		}
+		bad := call(t.Context(), "lint", "--dir", "ci/layers/testdata/cycle")
+		if bad.err == nil || !strings.Contains(bad.stderr, "layers.yaml:") || !strings.Contains(bad.stderr, "cycle") {
+			t.Errorf("lint of a cyclic graph: %v\n%s", bad.err, bad.tail())
+		}
+	})
+
+	t.Run("plan", func(t *testing.T) {
+		r := mustCall(t, "plan", "--dir", standinDir, "--profile", "standin", "--base-image", env.base, "--registry", env.registry, "--resolve")
+		var pl struct {
+			BaseDigest string `json:"baseDigest"`
+			Levels     [][]struct {
+				Name string `json:"name"`
+			} `json:"levels"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &pl); err != nil {
+			t.Fatalf("plan output: %v\n%s", err, r.stdout)
+		}
+		_, d, _ := strings.Cut(env.base, "@")
+		if pl.BaseDigest != d || len(pl.Levels) != 3 {
+			t.Errorf("plan: base %s (want %s), %d levels", pl.BaseDigest, d, len(pl.Levels))
+		}
+	})
+
+	t.Run("build-all cold, then no-op", func(t *testing.T) {
+		base := freshBase(t)
+		cold, _ := buildAll(t, base)
+		again, _ := buildAll(t, base)
+		if len(cold.Layers) != 4 || !cold.Candidates {
+			t.Fatalf("cold run: %d layers, candidates %v", len(cold.Layers), cold.Candidates)
+		}
+		for _, l := range cold.Layers {
+			a, _ := again.Layer(l.Name)
+			if a.Digest != l.Digest {
+				t.Errorf("%s: no-op build-all gave %s, the cold one %s", l.Name, a.Digest, l.Digest)
+			}
+		}
+		head, _, _ := strings.Cut(cold.Table(), "\n")
+		if strings.Count(head, "@sha256:") != 1 {
+			t.Errorf("report header %q", head)
+		}
+		rep, repBase = cold, base
+	})
+	if rep == nil {
+		t.Fatal("no family was built")
+	}
+
+	t.Run("build one layer with its ancestors", func(t *testing.T) {
+		args := append(append([]string{"build", "--layer", "homepage"}, familyArgs(repBase)...), "--run-id", "mtbuild", "report")
+		r := mustCall(t, args...)
+		one, err := report.Parse([]byte(r.stdout))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, l := range one.Layers {
+			names = append(names, l.Name)
+		}
+		if strings.Join(names, ",") != "soe,httpd,homepage" {
+			t.Errorf("built %v", names)
+		}
+	})
+
+	t.Run("sign and verify", func(t *testing.T) {
+		js := reportJSON(t, rep)
+		r := mustCall(t, "sign", "--key", "file:"+env.key, "--password", "env:"+passwordEnv, "--report", js)
+		if n := strings.Count(r.stdout, "signed "); n != 4 {
+			t.Errorf("sign: %d signed lines\n%s", n, r.stdout)
+		}
+		r = mustCall(t, "verify", "--public-key", env.pub, "--report", js)
+		if n := strings.Count(r.stdout, "OK "); n != 4 {
+			t.Errorf("verify: %d OK lines\n%s", n, r.stdout)
+		}
+		bad := call(t.Context(), "verify", "--public-key", env.otherPub, "--report", js)
+		if bad.err == nil || !strings.Contains(bad.stderr, "not verified") {
+			t.Errorf("verify with a key that signed nothing: %v\n%s", bad.err, bad.tail())
+		}
+	})
+
+	t.Run("smoke-test homepage and database under TCG, twice", func(t *testing.T) {
+		imgs := []string{layerRef(t, rep, "homepage"), layerRef(t, rep, "database")}
+		first := smokeTest(t, "tcg", imgs...)
+		second := smokeTest(t, "tcg", imgs...)
+		for i, v := range first {
+			if v.Verdict != smoke.Pass || v.Accel != "tcg" || v.Mode != smoke.ModeEphemeral {
+				t.Errorf("%s: %s %s %s: %s\n%s", v.Layer, v.Verdict, v.Accel, v.Mode, v.Reason, v.SerialTail)
+			}
+			if !second[i].Started.After(v.Started) {
+				t.Errorf("%s: the second run's verdict started %s, the first %s: a verdict came from a cache", v.Layer, second[i].Started, v.Started)
+			}
+		}
+		if len(first[1].Probes) < 2 || first[1].Probes[1].Name != "mariadb" {
+			t.Errorf("database probes: %+v", first[1].Probes)
+		}
+	})
+
+	t.Run("smoke-test with accel auto", func(t *testing.T) {
+		v := smokeTest(t, "auto", layerRef(t, rep, "database"))[0]
+		if v.Verdict != smoke.Pass {
+			t.Fatalf("%s: %s\n%s", v.Verdict, v.Reason, v.SerialTail)
+		}
+		if v.Accel != "kvm" && v.Accel != "tcg" {
+			t.Errorf("accel %q recorded", v.Accel)
+		}
+		if _, err := os.Stat("/dev/kvm"); err != nil && v.Accel != "tcg" {
+			t.Errorf("no /dev/kvm here, yet the verdict says %s", v.Accel)
+		}
+	})
+
+	t.Run("ci then promote", func(t *testing.T) {
+		args := append([]string{"ci"}, familyArgs(repBase)...)
+		args = append(args, "--key", "file:"+env.key, "--password", "env:"+passwordEnv, "--public-key", env.pub, "--accel", env.accel)
+		r := mustCall(t, args...)
+		var res flow.Result
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+			t.Fatalf("ci output: %v\n%s", err, r.stdout)
+		}
+		if res.Verdict != smoke.Pass || len(res.Verdicts) != 4 || len(res.Attested) != 4 || len(res.Signed) != 4 {
+			t.Fatalf("ci: verdict %s (%s), %d verdicts, %d attested, %d signed", res.Verdict, res.Reason, len(res.Verdicts), len(res.Attested), len(res.Signed))
+		}
+		for _, l := range res.Build.Layers {
+			if l.Status != report.StatusReused {
+				t.Errorf("%s: %s; the signed family should have been reused", l.Name, l.Status)
+			}
+		}
+
+		r = mustCall(t, "promote", "--tag", "v1.0.0", "--commit", env.commit, "--registry", env.registry, "--profile", "standin",
+			"--public-key", env.pub, "--dir", standinDir)
+		var pr release.Report
+		if err := json.Unmarshal([]byte(r.stdout), &pr); err != nil {
+			t.Fatalf("promote output: %v\n%s", err, r.stdout)
+		}
+		if !pr.Complete || len(pr.Verified) != 4 {
+			t.Fatalf("promotion: complete %v, %d verified\n%s", pr.Complete, len(pr.Verified), r.stdout)
+		}
+		got, err := registry.New().Digest(t.Context(), env.registry+"/homepage:1.0.0-standin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hp, _ := res.Build.Layer("homepage"); got != hp.Digest {
+			t.Errorf("homepage:1.0.0-standin → %s, want %s", got, hp.Digest)
+		}
+	})
+}
+
+// TestModuleErrors: failures say what failed and what to do, under the engine as on the host.
+func TestModuleErrors(t *testing.T) {
+	t.Run("a failed push names the layer and shows the partial report", func(t *testing.T) {
+		host, _, _ := strings.Cut(env.registry, "/")
+		h, _, _ := strings.Cut(host, ":")
+		bad := os.Getenv("IMAGEMODE_MODULE_UNREACHABLE")
+		if bad == "" {
+			bad = h + ":1"
+		}
+		args := []string{"build-all", "--registry", bad + "/imagemode", "--dir", standinDir, "--profile", "standin", "--base-image", env.base, "--commit", env.commit}
+		r := call(t.Context(), args...)
+		if r.err == nil {
+			t.Fatal("build-all to an unreachable registry succeeded")
+		}
+		for _, want := range []string{`building and publishing layer "soe"`, "LAYER", "candidate tags: not written"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("the error lacks %q\n%s", want, r.tail())
+			}
+		}
+	})
+	t.Run("a loopback registry is explained", func(t *testing.T) {
+		r := call(t.Context(), "build-all", "--registry", "127.0.0.1:5000/imagemode", "--dir", standinDir, "--profile", "standin", "--base-image", env.base, "--commit", env.commit)
+		if r.err == nil || !strings.Contains(r.stderr, "loopback") || !strings.Contains(r.stderr, "container") {
+			t.Errorf("build-all --registry 127.0.0.1:…: %v\n%s", r.err, r.tail())
+		}
+	})
+	t.Run("an unreachable disk builder points at --disk-builder", func(t *testing.T) {
+		img := env.base
+		r := call(t.Context(), "disk-image", "--image", img, "--follow", env.registry+"/standin/base:bookworm",
+			"--ssh-key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxxIYOq0bmR4+2DQEa3BmxWcDDRFr5BKkrGEXCvpi9H test",
+			"--disk-builder", env.registry+"/no/such-builder:latest", "size")
+		if r.err == nil || !strings.Contains(r.stderr, "--disk-builder") {
+			t.Errorf("disk-image with a missing builder: %v\n%s", r.err, r.tail())
+		}
+	})
+}
