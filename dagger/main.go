@@ -122,6 +122,12 @@ func (m *Imagemode) Plan(
 	// Repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode.
 	// +optional
 	registry string,
+	// Commit for the candidate tags shown.
+	// +optional
+	commit string,
+	// Run id for the run-scoped tags shown.
+	// +optional
+	runID string,
 	// Resolve the base image to a digest (contacts its registry).
 	// +optional
 	resolve bool,
@@ -145,7 +151,8 @@ func (m *Imagemode) Plan(
 	if err != nil {
 		return "", engine.Flatten(err)
 	}
-	pl, err := engine.Plan(ctx, d, profile, baseImage, registry, resolve, engine.Credential{Username: baseRegistryUsername, Password: bp})
+	pl, err := engine.Plan(ctx, d, engine.PlanInput{Profile: profile, BaseImage: baseImage, Registry: registry, Commit: commit, RunID: runID,
+		Resolve: resolve, BaseRegistryAuth: engine.Credential{Username: baseRegistryUsername, Password: bp}})
 	if err != nil {
 		return "", engine.Flatten(err)
 	}

@@ -102,28 +102,37 @@ func Lint(ctx context.Context, dir *dagger.Directory) error {
 	return layers.Check(os.DirFS(local), ".", "containerfiles")
 }
 
-// Plan returns the build levels and references; with resolve, the base image digest too.
-func Plan(ctx context.Context, dir *dagger.Directory, profileName, baseImage, registryPrefix string, resolve bool, baseAuth Credential) (*pipeline.Plan, error) {
+// PlanInput is what plan takes.
+type PlanInput struct {
+	Profile, BaseImage, Registry, Commit, RunID string
+	// Resolve asks the base image's registry for its digest.
+	Resolve          bool
+	BaseRegistryAuth Credential
+}
+
+// Plan returns the build levels and references; with Resolve, the base image digest too.
+func Plan(ctx context.Context, dir *dagger.Directory, in PlanInput) (*pipeline.Plan, error) {
 	local, cleanup, err := localCopy(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
-	prof, err := profile.Resolve(profileName, baseImage)
+	prof, err := profile.Resolve(in.Profile, in.BaseImage)
 	if err != nil {
 		return nil, err
 	}
-	if resolve {
+	if in.Resolve {
 		if err := CheckReachable("--base-image", prof.BaseImage); err != nil {
 			return nil, err
 		}
 	}
-	reg, err := registryClient(ctx, Credential{}, baseAuth, "", prof.BaseImage)
+	reg, err := registryClient(ctx, Credential{}, in.BaseRegistryAuth, "", prof.BaseImage)
 	if err != nil {
 		return nil, err
 	}
-	cfg := pipeline.Config{Source: os.DirFS(local), Dir: ".", DisplayDir: "containerfiles", Profile: prof, Registry: registryPrefix}
-	return pipeline.New(nil, reg).Plan(ctx, cfg, pipeline.PlanOptions{Resolve: resolve})
+	cfg := pipeline.Config{Source: os.DirFS(local), Dir: ".", DisplayDir: "containerfiles", Profile: prof, Registry: in.Registry,
+		Commit: in.Commit, RunID: in.RunID}
+	return pipeline.New(nil, reg).Plan(ctx, cfg, pipeline.PlanOptions{Resolve: in.Resolve})
 }
 
 // BuildAll builds with the engine and returns the report (partial, with the error, when a layer failed).
