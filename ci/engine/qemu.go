@@ -141,7 +141,10 @@ func (l serviceLauncher) Launch(ctx context.Context, cfg vm.Config, accel vm.Acc
 	for _, f := range cfg.Forwards {
 		ctr = ctr.WithExposedPort(f.Host)
 	}
-	ctr = ctr.WithExposedPort(serialPort).WithExposedPort(qmpPort)
+	// QEMU serves its serial console and QMP to one client at a time: the engine's health check must not take the
+	// place of the module's reader (a console that stayed empty for a whole run was seen when it did).
+	skip := dagger.ContainerWithExposedPortOpts{ExperimentalSkipHealthcheck: true}
+	ctr = ctr.WithExposedPort(serialPort, skip).WithExposedPort(qmpPort, skip)
 	argv := append([]string{"qemu-system-x86_64"}, cfg.Args(accel,
 		fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", serialPort),
 		fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", qmpPort))...)
@@ -186,6 +189,9 @@ func newServiceVM(ctx context.Context, svc *dagger.Service, host string, accel v
 	return v
 }
 
+// silentReconnect is how long a fresh serial connection may stay silent before it is made again.
+const silentReconnect = 5 * time.Second
+
 // readSerial streams the serial console. QEMU's serial server never closes a connection while it runs: an end of
 // stream followed by refused reconnections means QEMU exited.
 func (v *serviceVM) readSerial(ctx context.Context) {
@@ -209,9 +215,23 @@ func (v *serviceVM) readSerial(ctx context.Context) {
 		}
 		connected, failures = true, 0
 		buf := make([]byte, 4096)
+		got := false
 		for {
+			// A connection QEMU has not accepted (it serves one client; another one may hold the console) gives
+			// nothing: without a first byte within silentReconnect, connect again.
+			if !got {
+				if err := conn.SetReadDeadline(time.Now().Add(silentReconnect)); err != nil {
+					break
+				}
+			}
 			n, err := conn.Read(buf)
 			if n > 0 {
+				if !got {
+					got = true
+					if err := conn.SetReadDeadline(time.Time{}); err != nil {
+						break
+					}
+				}
 				v.mu.Lock()
 				v.serial.Write(buf[:n])
 				v.mu.Unlock()
