@@ -64,7 +64,7 @@ func candidates(t *testing.T, ns, commit, profile string, s *signing.KeySigner) 
 		if err := s.Sign(ctx, dref); err != nil {
 			t.Fatal(err)
 		}
-		v, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: dref, Digest: d.String(), Mode: "ephemeral", Accel: "tcg"})
+		v, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: dref, Digest: d.String(), Layer: l.Name, Mode: "ephemeral", Accel: "tcg", Started: time.Now().UTC()})
 		if err := s.Attest(ctx, dref, signing.PredicateSmoke, v); err != nil {
 			t.Fatal(err)
 		}

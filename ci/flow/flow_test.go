@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imagemode/imagemode/ci/build"
 	"github.com/imagemode/imagemode/ci/internal/regtest"
@@ -22,7 +23,7 @@ type fakeSmoker struct{ fail string }
 func (f fakeSmoker) Smoke(ctx context.Context, rep *report.Report) ([]smoke.Verdict, error) {
 	var out []smoke.Verdict
 	for _, l := range rep.Layers {
-		v := smoke.Verdict{Verdict: smoke.Pass, Image: l.Ref, Digest: l.Digest, Layer: l.Name, Mode: "ephemeral", Accel: "tcg"}
+		v := smoke.Verdict{Verdict: smoke.Pass, Image: l.Ref, Digest: l.Digest, Layer: l.Name, Mode: "ephemeral", Accel: "tcg", Started: time.Now().UTC()}
 		if l.Name == f.fail {
 			v.Verdict, v.Reason = smoke.Fail, "GET /: connection refused"
 		}

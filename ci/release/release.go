@@ -331,7 +331,8 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 		vd, err := smoke.ParseVerdict(st.Predicate)
 		switch {
 		case err != nil:
-			why = append(why, err.Error())
+			// Signed by the key yet malformed: nothing to judge it by, so nothing is promoted past it.
+			return Checked{}, refuse(ref, "a signed smoke verdict cannot be read (%v): promotion stops on it", err)
 		case vd.Digest != digest:
 			why = append(why, fmt.Sprintf("a verdict for %s", vd.Digest))
 		case vd.Verdict != smoke.Pass:

@@ -112,8 +112,15 @@ func (f *fixture) image(t testing.TB, layer, parent, baseDigest, rev, tag string
 
 func verdict(ref, v string) []byte {
 	_, d, _ := strings.Cut(ref, "@")
-	b, _ := json.Marshal(smoke.Verdict{Verdict: v, Image: ref, Digest: d, Mode: "ephemeral", Accel: "tcg", Reason: map[bool]string{true: "", false: "httpd did not answer"}[v == smoke.Pass]})
+	b, _ := json.Marshal(smoke.Verdict{Verdict: v, Image: ref, Digest: d, Layer: layerOf(ref), Mode: "ephemeral", Accel: "tcg",
+		Reason: map[bool]string{true: "", false: "httpd did not answer"}[v == smoke.Pass], Started: time.Now().UTC()})
 	return b
+}
+
+// layerOf is the last element of an image's repository.
+func layerOf(ref string) string {
+	repo, _, _ := strings.Cut(ref, "@")
+	return repo[strings.LastIndex(repo, "/")+1:]
 }
 
 // build makes a complete, valid candidate family: labels, candidate tags, signatures, passing verdicts.
@@ -308,7 +315,7 @@ func TestHostileCases(t *testing.T) {
 			if err := f.signer.Sign(t.Context(), ref); err != nil {
 				t.Fatal(err)
 			}
-			b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Digest: f.digests["soe"], Mode: "ephemeral"})
+			b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Digest: f.digests["soe"], Layer: "soe", Mode: "ephemeral", Started: time.Now().UTC()})
 			if err := f.signer.Attest(t.Context(), ref, signing.PredicateSmoke, b); err != nil {
 				t.Fatal(err)
 			}
@@ -518,7 +525,7 @@ func TestPromoteReusedLayer(t *testing.T) {
 	}
 	for _, l := range family {
 		_, d, _ := strings.Cut(f.ref(l.Name), "@")
-		b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: f.ref(l.Name), Digest: d, Commit: newCommit, Mode: "ephemeral"})
+		b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: f.ref(l.Name), Digest: d, Layer: l.Name, Commit: newCommit, Mode: "ephemeral", Started: time.Now().UTC()})
 		if err := f.signer.Attest(ctx, f.ref(l.Name), signing.PredicateSmoke, b); err != nil {
 			t.Fatal(err)
 		}
@@ -527,7 +534,7 @@ func TestPromoteReusedLayer(t *testing.T) {
 	const thirdCommit = "e00e0123456789abcdef0123456789abcdef0123"
 	for _, l := range family {
 		_, d, _ := strings.Cut(f.ref(l.Name), "@")
-		b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: f.ref(l.Name), Digest: d, Commit: thirdCommit, Mode: "ephemeral"})
+		b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: f.ref(l.Name), Digest: d, Layer: l.Name, Commit: thirdCommit, Mode: "ephemeral", Started: time.Now().UTC()})
 		if err := f.signer.Attest(ctx, f.ref(l.Name), signing.PredicateSmoke, b); err != nil {
 			t.Fatal(err)
 		}
@@ -547,13 +554,13 @@ func TestPromoteVerdictHistory(t *testing.T) {
 		t.Helper()
 		ref := f.ref("database")
 		_, d, _ := strings.Cut(ref, "@")
-		b, _ := json.Marshal(smoke.Verdict{Verdict: v, Image: ref, Digest: d, Commit: commit, Mode: "ephemeral",
+		b, _ := json.Marshal(smoke.Verdict{Verdict: v, Image: ref, Digest: d, Layer: "database", Commit: commit, Mode: "ephemeral",
 			Reason: map[bool]string{true: "", false: "mariadb did not answer"}[v == smoke.Pass], Started: ts})
 		if err := f.signer.Attest(ctx, ref, signing.PredicateSmoke, b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	t0 := time.Now().UTC().Add(time.Minute) // after the fixture's own passes
 	at(smoke.Pass, t0)
 	at(smoke.Fail, t0.Add(time.Hour))
 	_, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.0.0"))

@@ -3,6 +3,7 @@ package smoke
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -46,7 +47,8 @@ type ProbeResult struct {
 	Detail      string `json:"detail,omitempty"`
 }
 
-// ParseVerdict decodes a verdict predicate.
+// ParseVerdict decodes a verdict predicate strictly: a verdict that is neither pass nor fail, or that lacks its
+// digest, layer or start time, is an error — promotion stops on it, never skips it or sorts it as the oldest.
 func ParseVerdict(data []byte) (Verdict, error) {
 	var v Verdict
 	if err := json.Unmarshal(data, &v); err != nil {
@@ -55,5 +57,25 @@ func ParseVerdict(data []byte) (Verdict, error) {
 	if v.Verdict != Pass && v.Verdict != Fail {
 		return Verdict{}, fmt.Errorf("smoke verdict %q is neither %q nor %q", v.Verdict, Pass, Fail)
 	}
+	var missing []string
+	if !strings.HasPrefix(v.Digest, "sha256:") || len(v.Digest) != len("sha256:")+64 {
+		missing = append(missing, "digest")
+	}
+	if v.Layer == "" {
+		missing = append(missing, "layer")
+	}
+	if v.Started.IsZero() {
+		missing = append(missing, "started")
+	}
+	if len(missing) > 0 {
+		return Verdict{}, fmt.Errorf("smoke verdict of %s lacks %s", orUnknown(v.Image), strings.Join(missing, ", "))
+	}
 	return v, nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown image"
+	}
+	return s
 }
