@@ -148,12 +148,13 @@ func (l serviceLauncher) Launch(ctx context.Context, cfg vm.Config, accel vm.Acc
 	argv := append([]string{"qemu-system-x86_64"}, cfg.Args(accel,
 		fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", serialPort),
 		fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", qmpPort))...)
-	// Deadlines count from before the service starts (conservative: the container's start-up counts too).
-	started := time.Now()
 	svc, err := ctr.AsService(dagger.ContainerAsServiceOpts{Args: argv, InsecureRootCapabilities: true}).Start(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("starting QEMU (%s) in a service container: %w", accel, err)
 	}
+	// QEMU's start: the engine's health check passed, i.e. QEMU listens on the guest ports it forwards (it opens
+	// them as it starts). A VM that forwards no port is judged from a little before QEMU runs.
+	started := time.Now()
 	host, err := svc.Hostname(ctx)
 	if err != nil {
 		if _, serr := svc.Stop(context.WithoutCancel(ctx), dagger.ServiceStopOpts{Kill: true}); serr != nil {
