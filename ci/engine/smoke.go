@@ -11,6 +11,7 @@ import (
 	"dagger.io/dagger"
 
 	"github.com/imagemode/imagemode/ci/diskimage"
+	"github.com/imagemode/imagemode/ci/flow"
 	"github.com/imagemode/imagemode/ci/guest"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
@@ -72,7 +73,16 @@ func SmokeTest(ctx context.Context, client *dagger.Client, in SmokeInput, log io
 	if in.Disk {
 		mode = smoke.ModeDisk
 	}
-	tmpl := smoke.Spec{Commit: in.reportCommit(), Mode: mode, Accel: accel, Deadline: in.Deadline, MemoryMB: in.MemoryMB}
+	var rep *report.Report
+	if in.Report != "" {
+		if rep, err = report.Parse([]byte(in.Report)); err != nil {
+			return nil, fmt.Errorf("--report: %w", err)
+		}
+	}
+	tmpl := smoke.Spec{Mode: mode, Accel: accel, Deadline: in.Deadline, MemoryMB: in.MemoryMB, RunID: in.RunID}
+	if rep != nil {
+		tmpl.Commit, tmpl.RunID = rep.Commit, rep.RunID // the verdicts belong to the run that built the images
+	}
 	specs, err := smoke.Specs(ctx, reg, refs, g, tmpl, "")
 	if err != nil {
 		return nil, err
@@ -87,23 +97,17 @@ func SmokeTest(ctx context.Context, client *dagger.Client, in SmokeInput, log io
 		verdicts = append(verdicts, v)
 	}
 	if attester != nil {
-		if err := smoke.Attest(ctx, attester, verdicts, log); err != nil {
+		preds, err := smoke.Attest(ctx, attester, verdicts, log)
+		if err != nil {
 			return verdicts, err
+		}
+		if flow.CoversReport(rep, verdicts) {
+			if err := flow.WriteRecord(ctx, attester, rep, verdicts, preds); err != nil {
+				return verdicts, err
+			}
 		}
 	}
 	return verdicts, nil
-}
-
-// reportCommit is the commit of the report's run ("" without a report: each image's revision label is used).
-func (in SmokeInput) reportCommit() string {
-	if in.Report == "" {
-		return ""
-	}
-	rep, err := report.Parse([]byte(in.Report))
-	if err != nil {
-		return ""
-	}
-	return rep.Commit
 }
 
 // engineBooter prepares and boots images in the engine (smoke.Booter).

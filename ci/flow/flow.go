@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/record"
 	"github.com/imagemode/imagemode/ci/report"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
@@ -30,8 +32,10 @@ type Result struct {
 	Verdicts []smoke.Verdict `json:"verdicts"`
 	// Attested lists the digests whose verdicts were attested.
 	Attested []string `json:"attested"`
-	Verdict  string   `json:"verdict"`
-	Reason   string   `json:"reason,omitempty"`
+	// Recorded says the run record (ci/record) binding the verdicts was attested on the root image(s).
+	Recorded bool   `json:"recorded"`
+	Verdict  string `json:"verdict"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // JSON encodes the result.
@@ -107,18 +111,28 @@ func (f *Flow) Run(ctx context.Context, cfg pipeline.Config) (*Result, error) {
 		if v.Commit == "" {
 			v.Commit = rep.Commit
 		}
-		pred, err := json.Marshal(v)
-		if err != nil {
-			return res, fmt.Errorf("encoding the verdict of %s: %w", v.Image, err)
-		}
-		if err := f.Signer.Attest(ctx, v.Image, signing.PredicateSmoke, pred); err != nil {
-			res.Reason = "attest: " + err.Error()
-			return res, fmt.Errorf("%w: %w", ErrFailed, err)
-		}
-		res.Attested = append(res.Attested, v.Digest)
+		v.RunID = rep.RunID
 		if v.Verdict != smoke.Pass {
 			failed = append(failed, v.Layer+" ("+v.Reason+")")
 		}
+	}
+	// Every verdict is attested, failed ones too, and then the run record that binds them: promotion requires it.
+	preds, err := smoke.Attest(ctx, f.Signer, verdicts, f.log())
+	for _, v := range verdicts {
+		if _, ok := preds[v.Image]; ok {
+			res.Attested = append(res.Attested, v.Digest)
+		}
+	}
+	if err != nil {
+		res.Reason = "attest: " + err.Error()
+		return res, fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	if len(verdicts) == len(rep.Layers) {
+		if err := WriteRecord(ctx, f.Signer, rep, verdicts, preds); err != nil {
+			res.Reason = "run record: " + err.Error()
+			return res, fmt.Errorf("%w: %w", ErrFailed, err)
+		}
+		res.Recorded = true
 	}
 	if len(verdicts) != len(rep.Layers) {
 		res.Reason = fmt.Sprintf("smoke: %d verdict(s) for %d layer(s)", len(verdicts), len(rep.Layers))
@@ -130,6 +144,58 @@ func (f *Flow) Run(ctx context.Context, cfg pipeline.Config) (*Result, error) {
 	}
 	res.Verdict = smoke.Pass
 	return res, nil
+}
+
+func (f *Flow) log() io.Writer {
+	if f.Log == nil {
+		return io.Discard
+	}
+	return f.Log
+}
+
+// CoversReport says whether verdicts judge exactly the layers of rep (nil: no report): only then is a run record
+// written for them.
+func CoversReport(rep *report.Report, verdicts []smoke.Verdict) bool {
+	if rep == nil || len(verdicts) != len(rep.Layers) {
+		return false
+	}
+	by := map[string]string{}
+	for _, v := range verdicts {
+		by[v.Image] = v.Layer
+	}
+	for _, l := range rep.Layers {
+		if by[l.Ref] != l.Name {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteRecord attests the run record of a report's verdicts on every root layer of the run (the layers built on
+// the profile's base image): promotion reads it there.
+func WriteRecord(ctx context.Context, s signing.Signer, rep *report.Report, verdicts []smoke.Verdict, preds map[string]string) error {
+	rec, err := record.New(rep.Commit, rep.Profile, rep.RunID, verdicts, preds, time.Now())
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encoding the run record: %w", err)
+	}
+	roots := 0
+	for _, l := range rep.Layers {
+		if l.Parent != "" {
+			continue
+		}
+		roots++
+		if err := s.Attest(ctx, l.Ref, record.PredicateType, data); err != nil {
+			return fmt.Errorf("attesting the run record on %s: %w", l.Ref, err)
+		}
+	}
+	if roots == 0 {
+		return fmt.Errorf("the report has no root layer to attest the run record on")
+	}
+	return nil
 }
 
 // HostSmoker smoke-tests with QEMU on this host (the CLI's `ci`).

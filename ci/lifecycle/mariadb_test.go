@@ -46,8 +46,8 @@ func (fakeDriver) Open(name string) (driver.Conn, error) {
 type fakeConn struct{ db *fakeDB }
 
 func (c fakeConn) Prepare(q string) (driver.Stmt, error) { return fakeStmt{c.db, q}, nil }
-func (fakeConn) Close() error                             { return nil }
-func (fakeConn) Begin() (driver.Tx, error)                { return nil, errors.New("no transactions") }
+func (fakeConn) Close() error                            { return nil }
+func (fakeConn) Begin() (driver.Tx, error)               { return nil, errors.New("no transactions") }
 
 type fakeStmt struct {
 	db *fakeDB

@@ -69,14 +69,22 @@ func Names() []string {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
 
+// ValidateName checks a profile name: it becomes part of tags (sha-<commit>-<profile>, X.Y.Z-<profile>).
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) || len(name) > 40 {
+		return fmt.Errorf("--profile %q: use lowercase letters, digits and single . _ - between them (at most 40 characters)", name)
+	}
+	return nil
+}
+
 // Resolve returns the profile to build: a built-in one by name, optionally with its base image replaced by
 // baseImage, or — when name is not built in and baseImage is set — a custom profile of that name.
 func Resolve(name, baseImage string) (Profile, error) {
 	if name == "" {
 		name = Default
 	}
-	if !nameRE.MatchString(name) || len(name) > 40 {
-		return Profile{}, fmt.Errorf("--profile %q: use lowercase letters, digits and single . _ - between them (at most 40 characters)", name)
+	if err := ValidateName(name); err != nil {
+		return Profile{}, err
 	}
 	if baseImage != "" {
 		if err := checkRef(baseImage); err != nil {

@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -465,4 +467,35 @@ func (c *Client) SetCreated(ctx context.Context, digestRef, target string, t tim
 		return "", fmt.Errorf("digest of %q: %w", target, err)
 	}
 	return d.String(), nil
+}
+
+// IsUnreachable reports whether err says the registry could not be reached or answered with a server error
+// (connection refused or reset, DNS, timeouts, 5xx): a rerun may succeed, unlike a refusal.
+func IsUnreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		return terr.StatusCode >= 500
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) {
+		return true
+	}
+	var oerr *net.OpError
+	if errors.As(err, &oerr) {
+		return true
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	// cosign flattens some errors into text.
+	msg := err.Error()
+	for _, m := range []string{"connection refused", "connection reset", "no such host", "i/o timeout", "EOF"} {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
 }

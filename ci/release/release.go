@@ -16,6 +16,7 @@ import (
 
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/pipeline"
+	imgprofile "github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
@@ -56,6 +57,9 @@ type Config struct {
 	Layers          []Layer
 	// Force allows moving an X.Y.Z tag that already points at another digest.
 	Force bool
+	// ExpectRun is the id of the run whose signed run record must be promoted (release.yml: the newest CI run of the
+	// commit, as GitHub lists it). Empty: the newest record in the registry, checked against every newer verdict.
+	ExpectRun string
 }
 
 // Move statuses.
@@ -83,6 +87,13 @@ type Checked struct {
 	Candidate string `json:"candidate"`
 	Digest    string `json:"digest"`
 	Release   string `json:"release"`
+	// verdicts are the image's signed smoke verdicts, with the digests of their predicates.
+	verdicts []seenVerdict
+}
+
+type seenVerdict struct {
+	smoke.Verdict
+	predicate string
 }
 
 // Report says what a promotion verified and which tags it moved.
@@ -93,6 +104,8 @@ type Report struct {
 	Verified []Checked `json:"verified"`
 	Moves    []Move    `json:"moves"`
 	Complete bool      `json:"complete"`
+	// Refused says why nothing was promoted when a check refused it: a rerun alone will not help.
+	Refused string `json:"refused,omitempty"`
 }
 
 // JSON encodes the report.
@@ -116,9 +129,12 @@ func (r *Report) Text() string {
 	if err := tw.Flush(); err != nil {
 		fmt.Fprintf(&b, "(table: %v)\n", err)
 	}
-	if r.Complete {
+	switch {
+	case r.Complete:
 		b.WriteString("promotion complete\n")
-	} else {
+	case r.Refused != "":
+		fmt.Fprintf(&b, "promotion REFUSED: %s\n", r.Refused)
+	default:
 		b.WriteString("promotion INCOMPLETE: run it again to finish (moves are idempotent)\n")
 	}
 	return b.String()
@@ -140,7 +156,12 @@ type Promoter struct {
 	verifier signing.Verifier
 	signer   signing.Signer
 	log      io.Writer
+	settle   time.Duration
 }
+
+// WithSettle sets how long a promotion waits before it reads back what it wrote (default 1 s): another
+// promotion's writes in flight land in that time, so a lost race or a mixed release is seen and repaired.
+func WithSettle(d time.Duration) Option { return func(p *Promoter) { p.settle = d } }
 
 // Option configures a Promoter.
 type Option func(*Promoter)
@@ -153,7 +174,7 @@ func WithLog(w io.Writer) Option { return func(p *Promoter) { p.log = w } }
 
 // New returns a Promoter that verifies with v.
 func New(reg *registry.Client, v signing.Verifier, opts ...Option) *Promoter {
-	p := &Promoter{reg: reg, verifier: v, log: io.Discard}
+	p := &Promoter{reg: reg, verifier: v, log: io.Discard, settle: time.Second}
 	for _, o := range opts {
 		o(p)
 	}
@@ -172,6 +193,17 @@ type RefusedError struct {
 
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("refusing to promote %s of profile %s (%s): %s; no tag was moved", e.Layer, e.Profile, e.Image, e.Reason)
+}
+
+// LostRaceError says another promotion wrote the same release version (from another commit) at the same time and
+// won: this run stopped, and the registry keeps the other promotion's release whole.
+type LostRaceError struct {
+	Ref, Want, Got string
+}
+
+func (e *LostRaceError) Error() string {
+	return fmt.Sprintf("lost a race: %s now points at %s, not %s — another promotion wrote this version at the same time; "+
+		"this run stopped and left that release as it is", e.Ref, e.Got, e.Want)
 }
 
 // Promote verifies every layer of every profile and then moves the release tags. The report lists what moved even
@@ -200,80 +232,107 @@ func (p *Promoter) Promote(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.Profiles) == 0 || len(cfg.Layers) == 0 {
 		return nil, errors.New("nothing to promote: no profile or no layer")
 	}
+	if err := ValidateProfiles(cfg.Profiles); err != nil {
+		return nil, err
+	}
 	rep := &Report{Tag: cfg.Tag, Version: v.String(), Commit: cfg.Commit}
 
-	// 1. Verify everything before touching a tag.
+	refused := func(err error) (*Report, error) {
+		var re *RefusedError
+		if errors.As(err, &re) {
+			rep.Refused = err.Error()
+		}
+		return rep, err
+	}
+
+	// 1. Verify everything before touching a tag: every layer, and the signed record of the run that tested them.
 	for _, prof := range cfg.Profiles {
 		promoted := map[string]string{}
+		var checked []Checked
 		for _, l := range cfg.Layers {
 			c, err := p.verifyLayer(ctx, cfg, prof, l, promoted)
 			if err != nil {
-				return rep, err
+				return refused(err)
 			}
 			promoted[l.Name] = c.Digest
-			rep.Verified = append(rep.Verified, c)
+			checked = append(checked, c)
 			p.logf("verified %s %s: %s", prof, l.Name, c.Digest)
 		}
+		run, err := p.verifyRecord(ctx, cfg, prof, checked)
+		if err != nil {
+			return refused(err)
+		}
+		p.logf("verified the run record of %s %s (run %s)", short(cfg.Commit), prof, run)
+		rep.Verified = append(rep.Verified, checked...)
 	}
 
-	// 2. Plan the moves: exact version tags first, then X.Y, then the channel, root layers first within each.
-	var plan []Move
-	for i := 0; i < 3; i++ {
-		for _, c := range rep.Verified {
-			ts := v.Tags(c.Profile)
-			if i >= len(ts) {
-				continue
-			}
-			repo := strings.TrimSuffix(cfg.Registry, "/") + "/" + c.Layer
-			if copyTo != "" {
-				repo = copyTo + "/" + c.Layer
-			}
-			plan = append(plan, Move{Repository: repo, Tag: ts[i], Digest: c.Digest, Status: Pending})
+	// 2. The exact tags X.Y.Z-<profile>: refused when one points elsewhere (unless forced), claimed root first.
+	repoOf := func(layer string) string {
+		if copyTo != "" {
+			return copyTo + "/" + layer
 		}
+		return strings.TrimSuffix(cfg.Registry, "/") + "/" + layer
 	}
-	if err := p.checkMoves(ctx, cfg, v, plan); err != nil {
-		rep.Moves = plan
-		return rep, err
+	var exact []Move
+	for _, c := range rep.Verified {
+		exact = append(exact, Move{Repository: repoOf(c.Layer), Tag: v.Tags(c.Profile)[0], Digest: c.Digest, Status: Pending})
+	}
+	rep.Moves = exact
+	for i := range exact {
+		m := &exact[i]
+		cur, err := p.currentDigest(ctx, m.Repository+":"+m.Tag)
+		if err != nil {
+			return rep, fmt.Errorf("looking up %s:%s: %w", m.Repository, m.Tag, err)
+		}
+		if cur != "" && cur != m.Digest && !cfg.Force {
+			m.Status, m.Note = Failed, "points at "+cur
+			rep.Refused = fmt.Sprintf("%s:%s already points at %s, not %s: a release is never replaced silently (pass --force to move it); no tag was moved",
+				m.Repository, m.Tag, cur, m.Digest)
+			return rep, errors.New(rep.Refused)
+		}
 	}
 
 	// 3. Copy to the release registry (and sign there) when asked.
 	if copyTo != "" {
 		for _, c := range rep.Verified {
 			if err := p.copyAndSign(ctx, c, copyTo+"/"+c.Layer); err != nil {
-				rep.Moves = plan
 				return rep, err
 			}
 		}
 	}
 
-	// 4. Move, in order; each move is idempotent.
-	for i := range plan {
-		m := &plan[i]
-		if m.Status == Kept {
-			continue
-		}
-		ref := m.Repository + ":" + m.Tag
-		cur, err := p.currentDigest(ctx, ref)
-		if err != nil {
-			m.Status, m.Note = Failed, err.Error()
-			rep.Moves = plan
-			return rep, fmt.Errorf("moving %s: %w", ref, err)
-		}
-		if cur == m.Digest {
-			m.Status = Unchanged
-			continue
-		}
-		if err := p.reg.Tag(ctx, registry.DigestRef(m.Repository, m.Digest), m.Tag); err != nil {
-			m.Status, m.Note = Failed, err.Error()
-			rep.Moves = plan
-			return rep, fmt.Errorf("moving %s: %w", ref, err)
-		}
-		m.Status = Moved
-		p.logf("moved %s -> %s", ref, m.Digest)
+	// 4. Write the exact tags, read them back, repair what another run mixed in, stop if another run won.
+	if err := p.writeExact(ctx, cfg.Profiles, exact); err != nil {
+		return rep, err
 	}
-	rep.Moves = plan
+
+	// 5. The floating tags X.Y-<profile> and <profile> follow the highest complete, verified stable release in the
+	// registry, whichever run wrote it: every run computes them from what it reads, writes, and reads again until
+	// they hold, so concurrent promotions converge on the newest release and never mix layers of two releases.
+	if !v.Prerelease() {
+		floating, err := p.converge(ctx, cfg, v, repoOf)
+		rep.Moves = append(exact, floating...)
+		if err != nil {
+			return rep, err
+		}
+	}
 	rep.Complete = true
 	return rep, nil
+}
+
+// ValidateProfiles checks the --profile values of a promotion: names that can be part of a tag, each once.
+func ValidateProfiles(profiles []string) error {
+	seen := map[string]bool{}
+	for _, prof := range profiles {
+		if err := imgprofile.ValidateName(prof); err != nil {
+			return err
+		}
+		if seen[prof] {
+			return fmt.Errorf("--profile %q given twice", prof)
+		}
+		seen[prof] = true
+	}
+	return nil
 }
 
 func (p *Promoter) currentDigest(ctx context.Context, ref string) (string, error) {
@@ -314,10 +373,16 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 		return Checked{}, refuse(ref, "its layer label is %q", ll)
 	}
 	if err := p.verifier.Verify(ctx, ref); err != nil {
+		if registry.IsUnreachable(err) {
+			return Checked{}, fmt.Errorf("the registry is unreachable while verifying the signature of %s: %w", ref, err)
+		}
 		return Checked{}, refuse(ref, "signature: %v", err)
 	}
 	sts, err := p.verifier.Attestations(ctx, ref, signing.PredicateSmoke)
 	if err != nil {
+		if registry.IsUnreachable(err) {
+			return Checked{}, fmt.Errorf("the registry is unreachable while reading the smoke verdicts of %s: %w", ref, err)
+		}
 		return Checked{}, refuse(ref, "no passing smoke test: %v", err)
 	}
 	// An image keeps a history of verdicts (one per run that tested it). It passes when some verdict passed and no
@@ -327,8 +392,12 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 	var newestPass time.Time
 	var failures []smoke.Verdict
 	var why []string
+	var seen []seenVerdict
 	for _, st := range sts {
 		vd, err := smoke.ParseVerdict(st.Predicate)
+		if err == nil {
+			seen = append(seen, seenVerdict{Verdict: vd, predicate: smoke.PredicateDigest(st.Predicate)})
+		}
 		switch {
 		case err != nil:
 			// Signed by the key yet malformed: nothing to judge it by, so nothing is promoted past it.
@@ -371,64 +440,7 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 	} else if base == "" {
 		return Checked{}, refuse(ref, "no %s label: the base it was built on is unknown", layers.LabelBaseDigest)
 	}
-	return Checked{Profile: prof, Layer: l.Name, Candidate: candidate, Digest: digest}, nil
-}
-
-// checkMoves refuses to overwrite an exact release tag that points elsewhere (unless forced) and keeps floating tags
-// from moving backwards past a newer stable release.
-func (p *Promoter) checkMoves(ctx context.Context, cfg Config, v Version, plan []Move) error {
-	newest := map[string]Version{} // repository/profile → newest stable X.Y.Z already released
-	newestMinor := map[string]Version{}
-	for i := range plan {
-		m := &plan[i]
-		prof := profileOf(m.Tag, v)
-		if m.Tag == v.Tags(prof)[0] {
-			ref := m.Repository + ":" + m.Tag
-			cur, err := p.currentDigest(ctx, ref)
-			if err != nil {
-				return fmt.Errorf("looking up %s: %w", ref, err)
-			}
-			if cur != "" && cur != m.Digest && !cfg.Force {
-				return fmt.Errorf("%s already points at %s, not %s: a release is never rebuilt or replaced silently (pass --force to move it); no tag was moved", ref, cur, m.Digest)
-			}
-			continue
-		}
-		key := m.Repository + "/" + prof
-		if _, ok := newest[key]; !ok {
-			existing, err := p.reg.Tags(ctx, m.Repository)
-			if err != nil {
-				return fmt.Errorf("listing the release tags of %s: %w", m.Repository, err)
-			}
-			for _, t := range existing {
-				if ev, ok := parseReleaseTag(t, prof); ok {
-					if ev.Compare(newest[key]) > 0 {
-						newest[key] = ev
-					}
-					if ev.Major == v.Major && ev.Minor == v.Minor && ev.Compare(newestMinor[key]) > 0 {
-						newestMinor[key] = ev
-					}
-				}
-			}
-		}
-		limit := newest[key]
-		if m.Tag != prof {
-			limit = newestMinor[key]
-		}
-		if limit.Compare(v) > 0 {
-			m.Status, m.Note = Kept, "newer release "+limit.String()+" exists"
-		}
-	}
-	return nil
-}
-
-func profileOf(tag string, v Version) string {
-	if s, ok := strings.CutPrefix(tag, v.String()+"-"); ok {
-		return s
-	}
-	if s, ok := strings.CutPrefix(tag, fmt.Sprintf("%d.%d-", v.Major, v.Minor)); ok {
-		return s
-	}
-	return tag
+	return Checked{Profile: prof, Layer: l.Name, Candidate: candidate, Digest: digest, verdicts: seen}, nil
 }
 
 // copyAndSign copies the verified digest (and its attestations) to the release repository and signs it there.

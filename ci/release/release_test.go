@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/imagemode/imagemode/ci/internal/regtest"
 	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/record"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
@@ -140,9 +142,43 @@ func (f *fixture) build(t testing.TB) {
 		if err := f.signer.Sign(ctx, ref); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.signer.Attest(ctx, ref, signing.PredicateSmoke, verdict(ref, smoke.Pass)); err != nil {
-			t.Fatal(err)
+	}
+	f.run(t, commit, "run1", nil)
+}
+
+// fast makes the race-handling pauses of a promotion short (an in-process registry answers at once).
+var fast = WithSettle(5 * time.Millisecond)
+
+// run is a ci run of commit: every layer's verdict (pass unless outcome says otherwise), attested with the
+// commit and run id, and the run record binding them, attested on the root.
+func (f *fixture) run(t testing.TB, commit, runID string, outcome map[string]string) {
+	t.Helper()
+	ctx := t.Context()
+	var vs []smoke.Verdict
+	for _, l := range family {
+		ref := f.ref(l.Name)
+		_, d, _ := strings.Cut(ref, "@")
+		v := smoke.Verdict{Verdict: smoke.Pass, Image: ref, Digest: d, Layer: l.Name, Commit: commit, RunID: runID,
+			Mode: "ephemeral", Accel: "tcg", Started: time.Now().UTC()}
+		if o := outcome[l.Name]; o != "" {
+			v.Verdict, v.Reason = o, l.Name+" did not answer"
 		}
+		vs = append(vs, v)
+	}
+	preds, err := smoke.Attest(ctx, f.signer, vs, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := record.New(commit, profile, runID, vs, preds, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.signer.Attest(ctx, f.ref("soe"), record.PredicateType, data); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -174,7 +210,7 @@ func TestPromoteMovesTagsAndConverges(t *testing.T) {
 	f := newFixture(t)
 	f.build(t)
 	blobs := f.cnt.blobWrites.Load()
-	rep, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.4.2"))
+	rep, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.4.2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +237,7 @@ func TestPromoteMovesTagsAndConverges(t *testing.T) {
 	if rep.Moves[0].Tag != "1.4.2-"+profile || !strings.HasSuffix(rep.Moves[0].Repository, "/soe") || rep.Moves[11].Tag != profile {
 		t.Errorf("move order: first %v last %v", rep.Moves[0], rep.Moves[11])
 	}
-	again, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.4.2"))
+	again, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.4.2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,18 +255,18 @@ func TestPrereleaseAndOlderRelease(t *testing.T) {
 	ctx := t.Context()
 	f := newFixture(t)
 	f.build(t)
-	rep, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v2.0.0-rc.1"))
+	rep, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v2.0.0-rc.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Moves) != 4 || rep.Moves[0].Tag != "2.0.0-rc.1-"+profile {
 		t.Errorf("pre-release moves: %+v", rep.Moves)
 	}
-	if _, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.5.0")); err != nil {
+	if _, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.5.0")); err != nil {
 		t.Fatal(err)
 	}
 	// An older stable release afterwards gets its exact and X.Y tags, but the channel stays on 1.5.0.
-	rep, err = New(f.reg, f.ver).Promote(ctx, f.cfg("v1.4.9"))
+	rep, err = New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.4.9"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +413,7 @@ func TestHostileCases(t *testing.T) {
 			f.build(t)
 			cfg := tc.setup(t, f)
 			before := f.releaseTags(t)
-			rep, err := New(f.reg, f.ver).Promote(t.Context(), cfg)
+			rep, err := New(f.reg, f.ver, fast).Promote(t.Context(), cfg)
 			if err == nil {
 				t.Fatalf("promotion was not refused; report:\n%s", rep.Text())
 			}
@@ -410,7 +446,7 @@ func TestForceMovesAnExistingReleaseTag(t *testing.T) {
 	f.image(t, "httpd", "soe", f.digests["soe"], commit, "1.0.0-"+profile)
 	c := f.cfg("v1.0.0")
 	c.Force = true
-	if _, err := New(f.reg, f.ver).Promote(t.Context(), c); err != nil {
+	if _, err := New(f.reg, f.ver, fast).Promote(t.Context(), c); err != nil {
 		t.Fatal(err)
 	}
 	d, err := f.reg.Digest(t.Context(), f.ns+"/httpd:1.0.0-"+profile)
@@ -425,10 +461,10 @@ func TestReleaseRegistryCopiesAndResigns(t *testing.T) {
 	f.build(t)
 	c := f.cfg("v3.1.0")
 	c.ReleaseRegistry = f.host + "/releases"
-	if _, err := New(f.reg, f.ver).Promote(ctx, c); err == nil || !strings.Contains(err.Error(), "needs the signing key") {
+	if _, err := New(f.reg, f.ver, fast).Promote(ctx, c); err == nil || !strings.Contains(err.Error(), "needs the signing key") {
 		t.Fatalf("copy without a signer: %v", err)
 	}
-	rep, err := New(f.reg, f.ver, WithSigner(f.signer)).Promote(ctx, c)
+	rep, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +526,7 @@ func copyManifest(t *testing.T, f *fixture, src, dst string) {
 func BenchmarkPromote4Images(b *testing.B) {
 	f := newFixture(b)
 	f.build(b)
-	p := New(f.reg, f.ver)
+	p := New(f.reg, f.ver, fast)
 	bytes0, writes0 := f.cnt.blobBytes.Load(), f.cnt.blobWrites.Load()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
@@ -520,55 +556,31 @@ func TestPromoteReusedLayer(t *testing.T) {
 	}
 	c := f.cfg("v2.0.0")
 	c.Commit = newCommit
-	if _, err := New(f.reg, f.ver).Promote(ctx, c); err == nil || !strings.Contains(err.Error(), "no signed passing verdict names that commit") {
+	if _, err := New(f.reg, f.ver, fast).Promote(ctx, c); err == nil || !strings.Contains(err.Error(), "no signed passing verdict names that commit") {
 		t.Fatalf("reused layers without a verdict for the new commit: %v", err)
 	}
-	for _, l := range family {
-		_, d, _ := strings.Cut(f.ref(l.Name), "@")
-		b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: f.ref(l.Name), Digest: d, Layer: l.Name, Commit: newCommit, Mode: "ephemeral", Started: time.Now().UTC()})
-		if err := f.signer.Attest(ctx, f.ref(l.Name), signing.PredicateSmoke, b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.run(t, newCommit, "run2", nil)
 	// A third commit reuses them too: its verdicts join the history, and the second commit stays promotable.
 	const thirdCommit = "e00e0123456789abcdef0123456789abcdef0123"
-	for _, l := range family {
-		_, d, _ := strings.Cut(f.ref(l.Name), "@")
-		b, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: f.ref(l.Name), Digest: d, Layer: l.Name, Commit: thirdCommit, Mode: "ephemeral", Started: time.Now().UTC()})
-		if err := f.signer.Attest(ctx, f.ref(l.Name), signing.PredicateSmoke, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rep, err := New(f.reg, f.ver).Promote(ctx, c)
+	f.run(t, thirdCommit, "run3", nil)
+	rep, err := New(f.reg, f.ver, fast).Promote(ctx, c)
 	if err != nil || !rep.Complete {
 		t.Fatalf("reused layers with verdicts for the new commit (and a later one): %v", err)
 	}
 }
 
-// The verdict history: a failure newer than the last pass blocks promotion; a newer pass (a re-run) clears it.
+// The verdict history: a run that fails after a pass blocks promotion; a newer passing run clears it.
 func TestPromoteVerdictHistory(t *testing.T) {
 	ctx := t.Context()
 	f := newFixture(t)
 	f.build(t)
-	at := func(v string, ts time.Time) {
-		t.Helper()
-		ref := f.ref("database")
-		_, d, _ := strings.Cut(ref, "@")
-		b, _ := json.Marshal(smoke.Verdict{Verdict: v, Image: ref, Digest: d, Layer: "database", Commit: commit, Mode: "ephemeral",
-			Reason: map[bool]string{true: "", false: "mariadb did not answer"}[v == smoke.Pass], Started: ts})
-		if err := f.signer.Attest(ctx, ref, signing.PredicateSmoke, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t0 := time.Now().UTC().Add(time.Minute) // after the fixture's own passes
-	at(smoke.Pass, t0)
-	at(smoke.Fail, t0.Add(time.Hour))
-	_, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.0.0"))
-	if err == nil || !strings.Contains(err.Error(), "after its last pass") || !strings.Contains(err.Error(), "mariadb did not answer") {
+	f.run(t, commit, "run2", map[string]string{"database": smoke.Fail})
+	_, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.0.0"))
+	if err == nil || !strings.Contains(err.Error(), "after its last pass") || !strings.Contains(err.Error(), "database did not answer") {
 		t.Fatalf("a failure after the last pass: %v", err)
 	}
-	at(smoke.Pass, t0.Add(2*time.Hour))
-	if rep, err := New(f.reg, f.ver).Promote(ctx, f.cfg("v1.0.0")); err != nil || !rep.Complete {
+	f.run(t, commit, "run3", nil)
+	if rep, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.0.0")); err != nil || !rep.Complete {
 		t.Fatalf("a pass after the failure: %v", err)
 	}
 }

@@ -155,6 +155,8 @@ type Spec struct {
 	Profile string
 	// Commit is the run's commit, recorded in the verdict.
 	Commit string
+	// RunID is the run's id, recorded in the verdict.
+	RunID string
 	Smoke  layers.Smoke
 	Mode   string
 	Accel  vm.Accel
@@ -270,7 +272,7 @@ func (t *Tester) Test(ctx context.Context, s Spec) (Verdict, error) {
 	if !ok {
 		return Verdict{}, ctx.Err()
 	}
-	v := Verdict{Image: s.Image, Digest: digest, Layer: s.Layer, Profile: s.Profile, Commit: s.Commit, Mode: s.Mode, Started: start.UTC()}
+	v := Verdict{Image: s.Image, Digest: digest, Layer: s.Layer, Profile: s.Profile, Commit: s.Commit, RunID: s.RunID, Mode: s.Mode, Started: start.UTC()}
 	declared, err := Probes(s.Smoke)
 	if err != nil {
 		return Verdict{}, err

@@ -1,7 +1,10 @@
 package smoke
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -47,17 +50,30 @@ func Specs(ctx context.Context, reg LabelReader, refs []string, g *layers.Graph,
 	return out, nil
 }
 
-// Attest signs every verdict as an attestation of its image (predicate type signing.PredicateSmoke).
-func Attest(ctx context.Context, s signing.Signer, verdicts []Verdict, log io.Writer) error {
+// Attest signs every verdict as an attestation of its image (predicate type signing.PredicateSmoke) and returns
+// the digest of each signed predicate by image (what a run record binds, ci/record).
+func Attest(ctx context.Context, s signing.Signer, verdicts []Verdict, log io.Writer) (map[string]string, error) {
+	out := map[string]string{}
 	for _, v := range verdicts {
 		pred, err := json.Marshal(v)
 		if err != nil {
-			return fmt.Errorf("encoding the verdict of %s: %w", v.Image, err)
+			return out, fmt.Errorf("encoding the verdict of %s: %w", v.Image, err)
 		}
 		if err := s.Attest(ctx, v.Image, signing.PredicateSmoke, pred); err != nil {
-			return fmt.Errorf("attesting the verdict of %s: %w", v.Image, err)
+			return out, fmt.Errorf("attesting the verdict of %s: %w", v.Image, err)
 		}
+		out[v.Image] = PredicateDigest(pred)
 		fmt.Fprintf(log, "imagemode smoke: attested the %s verdict of %s\n", v.Verdict, v.Image)
 	}
-	return nil
+	return out, nil
+}
+
+// PredicateDigest is "sha256:<hex>" of a predicate as signed (compact JSON: the in-toto statement embeds it so).
+func PredicateDigest(pred []byte) string {
+	var b bytes.Buffer
+	if err := json.Compact(&b, pred); err == nil {
+		pred = b.Bytes()
+	}
+	sum := sha256.Sum256(pred)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

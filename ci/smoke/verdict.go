@@ -25,6 +25,8 @@ type Verdict struct {
 	// Commit is the commit of the run that tested the image: a reused image keeps the revision label of the commit
 	// it was built at, and a signed passing verdict naming a later commit makes it that commit's candidate too.
 	Commit string `json:"commit,omitempty"`
+	// RunID is the run that tested it (the ci run's id): a run record binds it (ci/record).
+	RunID string `json:"runId,omitempty"`
 	// Mode is "ephemeral" or "disk"; Accel "kvm" or "tcg".
 	Mode   string        `json:"mode"`
 	Accel  string        `json:"accel"`

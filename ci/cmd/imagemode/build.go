@@ -332,6 +332,9 @@ func (b *buildFlags) setup(ctx context.Context, only []string, stderr io.Writer)
 			cleanup()
 		}
 	}()
+	if err = checkReportFile(b.reportFile); err != nil {
+		return cfg, nil, cleanup, err
+	}
 	if cfg, err = b.config(); err != nil {
 		return cfg, nil, cleanup, err
 	}
@@ -465,7 +468,13 @@ func output(stdout io.Writer, file string, jsonOut bool, data []byte, text func(
 		data = append(data, '\n')
 	}
 	if file != "" {
-		if err := os.WriteFile(file, data, 0o644); err != nil {
+		// A temporary file renamed into place: a report is there whole or not at all.
+		tmp, err := writeTemp(file, data, 0o644)
+		if err != nil {
+			return fmt.Errorf("writing the report: %w", err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			os.Remove(tmp)
 			return fmt.Errorf("writing the report to %q: %w", file, err)
 		}
 	}
@@ -479,6 +488,22 @@ func output(stdout io.Writer, file string, jsonOut bool, data []byte, text func(
 		return fmt.Errorf("printing the report: %w", err)
 	}
 	return nil
+}
+
+// checkReportFile fails early, before anything is pushed, signed or tagged, when --report cannot be written.
+func checkReportFile(file string) error {
+	if file == "" {
+		return nil
+	}
+	if fi, err := os.Stat(file); err == nil && fi.IsDir() {
+		return &usageError{msg: fmt.Sprintf("--report %q is a directory", file)}
+	}
+	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".check-*")
+	if err != nil {
+		return &usageError{msg: fmt.Sprintf("--report %q cannot be written: %v", file, err)}
+	}
+	name := f.Name()
+	return errors.Join(f.Close(), os.Remove(name))
 }
 
 // writeAuthFile writes a containers auth.json (mode 0600) for buildah and returns a function removing it.

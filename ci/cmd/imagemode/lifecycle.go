@@ -42,6 +42,9 @@ func runLifecycleTest(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := checkReportFile(*reportFile); err != nil {
+		return err
+	}
 	if *disk == "" || *keyFile == "" || *original == "" || *candidate == "" || *layer == "" {
 		return &usageError{msg: "--disk, --ssh-key-file, --original, --candidate and --layer are required"}
 	}

@@ -10,7 +10,9 @@ import (
 
 	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/pipeline"
 	"github.com/imagemode/imagemode/ci/release"
+	"github.com/imagemode/imagemode/ci/tags"
 )
 
 func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -34,8 +36,31 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := checkReportFile(*reportFile); err != nil {
+		return err
+	}
 	if *tag == "" || *reg == "" || len(profiles) == 0 {
 		return &usageError{msg: "--tag, --registry and --profile are required"}
+	}
+	// Every argument is checked before the registry is touched.
+	if _, err := release.ParseTag(*tag); err != nil {
+		return &usageError{msg: "--tag: " + err.Error()}
+	}
+	if err := release.ValidateProfiles(profiles); err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	if *commit != "" {
+		if err := tags.ValidateCommit(*commit); err != nil {
+			return &usageError{msg: err.Error()}
+		}
+	}
+	if err := pipeline.ValidateRegistry(*reg); err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	if *releaseReg != "" {
+		if err := pipeline.ValidateRegistry(*releaseReg); err != nil {
+			return &usageError{msg: "--release-registry: " + err.Error()}
+		}
 	}
 	g, err := layers.Open(os.DirFS(*dir), ".", *dir)
 	if err != nil {

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/imagemode/imagemode/ci/registry"
@@ -102,8 +104,9 @@ func (k *keyFlags) verifier(ctx context.Context, reg *registry.Client) (signing.
 type imageFlags struct {
 	images     multiFlag
 	fromReport string
-	// reportCommit is the commit of --from-report, once refs has read it.
+	// reportCommit is the commit of --from-report, once refs has read it; report the report itself.
 	reportCommit string
+	report       *report.Report
 }
 
 func (i *imageFlags) register(fs *flag.FlagSet) {
@@ -124,9 +127,13 @@ func (i *imageFlags) refs() ([]string, error) {
 			return nil, fmt.Errorf("--from-report %q: %w", i.fromReport, err)
 		}
 		for _, l := range rep.Layers {
+			// Every reference is checked before anything is signed: no half-signed report.
+			if _, _, err := registry.SplitDigestRef(l.Ref); err != nil {
+				return nil, &usageError{msg: fmt.Sprintf("--from-report %q: layer %q has no digest reference (%q)", i.fromReport, l.Name, l.Ref)}
+			}
 			out = append(out, l.Ref)
 		}
-		i.reportCommit = rep.Commit
+		i.reportCommit, i.report = rep.Commit, rep
 	}
 	for _, img := range i.images {
 		if _, _, err := registry.SplitDigestRef(img); err != nil {
@@ -280,24 +287,81 @@ func runGenerateKey(ctx context.Context, args []string, stdout, stderr io.Writer
 	if pass == "" {
 		return &usageError{msg: "a password is required: --key-password-file or $IMAGEMODE_KEY_PASSWORD"}
 	}
+	for _, p := range []string{*prefix + ".key", *prefix + ".pub"} {
+		if _, err := os.Lstat(p); err == nil {
+			return &usageError{msg: fmt.Sprintf("%s exists: not overwriting a key", p)}
+		}
+	}
 	priv, pub, err := signing.GenerateKeyPair([]byte(pass))
 	if err != nil {
 		return err
 	}
-	for _, f := range []struct {
+	return writeKeyPair(*prefix, priv, pub, stdout)
+}
+
+// writeKeyPair writes PREFIX.key and PREFIX.pub whole or not at all: both go to temporary files beside their
+// destinations first; a failure removes whatever was written.
+func writeKeyPair(prefix string, priv, pub []byte, stdout io.Writer) (err error) {
+	files := []struct {
 		path string
 		data []byte
 		mode os.FileMode
-	}{{*prefix + ".key", priv, 0o600}, {*prefix + ".pub", pub, 0o644}} {
-		if _, err := os.Stat(f.path); err == nil {
-			return fmt.Errorf("%s exists: not overwriting a key", f.path)
+	}{{prefix + ".key", priv, 0o600}, {prefix + ".pub", pub, 0o644}}
+	var written []string
+	defer func() {
+		if err != nil {
+			for _, p := range written {
+				if rerr := os.Remove(p); rerr != nil && !os.IsNotExist(rerr) {
+					err = errors.Join(err, rerr)
+				}
+			}
 		}
-		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
+	}()
+	var tmps []string
+	for _, f := range files {
+		tmp, err := writeTemp(f.path, f.data, f.mode)
+		if err != nil {
+			for _, t := range tmps {
+				os.Remove(t)
+			}
+			return err
+		}
+		tmps = append(tmps, tmp)
+	}
+	for i, f := range files {
+		// Link, not rename: a file that appeared meanwhile is never replaced.
+		if err := os.Link(tmps[i], f.path); err != nil {
+			for _, t := range tmps {
+				os.Remove(t)
+			}
 			return fmt.Errorf("writing %s: %w", f.path, err)
 		}
+		written = append(written, f.path)
+	}
+	for _, t := range tmps {
+		if err := os.Remove(t); err != nil {
+			return fmt.Errorf("removing %s: %w", t, err)
+		}
+	}
+	for _, f := range files {
 		fmt.Fprintf(stdout, "wrote %s\n", f.path)
 	}
 	return nil
+}
+
+// writeTemp writes data to a new temporary file in dst's folder and returns its path.
+func writeTemp(dst string, data []byte, mode os.FileMode) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", dst, err)
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), mode)); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("writing %s: %w", dst, err)
+	}
+	return f.Name(), nil
 }
 
 // parseImageVerb parses the flags of a verb that works on images and returns their digest references and a

@@ -10,10 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/imagemode/imagemode/ci/flow"
 	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
+	"github.com/imagemode/imagemode/ci/tags"
 	"github.com/imagemode/imagemode/ci/vm"
 )
 
@@ -36,6 +38,9 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var rf registryFlags
 	rf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := checkReportFile(*reportFile); err != nil {
 		return err
 	}
 	accel, err := vm.ParseAccel(*accelFlag)
@@ -66,7 +71,11 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if c == "" {
 		c = im.reportCommit
 	}
-	specs, err := smoke.Specs(ctx, reg, refs, g, smoke.Spec{Commit: c, Mode: *mode, Accel: accel, Deadline: *deadline, MemoryMB: *memory}, *layer)
+	runID := tags.NewRunID(time.Now())
+	if im.report != nil {
+		runID = im.report.RunID // the verdicts belong to the run that built the images
+	}
+	specs, err := smoke.Specs(ctx, reg, refs, g, smoke.Spec{Commit: c, RunID: runID, Mode: *mode, Accel: accel, Deadline: *deadline, MemoryMB: *memory}, *layer)
 	if err != nil {
 		return err
 	}
@@ -89,8 +98,15 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if signer != nil {
-		if err := smoke.Attest(ctx, signer, verdicts, stderr); err != nil {
+		preds, err := smoke.Attest(ctx, signer, verdicts, stderr)
+		if err != nil {
 			return err
+		}
+		if flow.CoversReport(im.report, verdicts) {
+			if err := flow.WriteRecord(ctx, signer, im.report, verdicts, preds); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "imagemode smoke: attested the run record of run %s\n", im.report.RunID)
 		}
 	}
 	gha.New().Verdicts(verdicts)
