@@ -4,7 +4,12 @@ package tests
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/record"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/release"
 	"github.com/imagemode/imagemode/ci/signing"
@@ -64,12 +70,109 @@ func candidates(t *testing.T, ns, commit, profile string, s *signing.KeySigner) 
 		if err := s.Sign(ctx, dref); err != nil {
 			t.Fatal(err)
 		}
-		v, _ := json.Marshal(smoke.Verdict{Verdict: smoke.Pass, Image: dref, Digest: d.String(), Layer: l.Name, Mode: "ephemeral", Accel: "tcg", Started: time.Now().UTC()})
-		if err := s.Attest(ctx, dref, signing.PredicateSmoke, v); err != nil {
-			t.Fatal(err)
-		}
+	}
+	// The ci run that tested them: a passing verdict per layer and the run record binding them.
+	var vs []smoke.Verdict
+	for _, l := range family {
+		dref := ns + "/" + l.Name + "@" + digests[l.Name]
+		vs = append(vs, smoke.Verdict{Verdict: smoke.Pass, Image: dref, Digest: digests[l.Name], Layer: l.Name, Commit: commit,
+			RunID: "it-" + commit[:8], Mode: "ephemeral", Accel: "tcg", Started: time.Now().UTC()})
+	}
+	preds, err := smoke.Attest(ctx, s, vs, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := record.New(commit, profile, "it-"+commit[:8], vs, preds, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Attest(ctx, ns+"/soe@"+digests["soe"], record.PredicateType, data); err != nil {
+		t.Fatal(err)
 	}
 	return digests
+}
+
+// TestConcurrentPromotionsRealRegistry: two promotions at once against the real registry, again and again with
+// random start delays. Two versions: the newer ends on the floating tags. One version from two commits: one whole
+// release stands and the other run says it lost.
+func TestConcurrentPromotionsRealRegistry(t *testing.T) {
+	ctx := t.Context()
+	const profile = "centos-stream-9"
+	reg := registry.New()
+	priv, pub, err := signing.GenerateKeyPair([]byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := signing.NewKeySigner(priv, []byte("pw"), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := signing.NewKeyVerifier(pub, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(ns, tag string, want map[string]string) {
+		t.Helper()
+		for _, l := range family {
+			got, err := reg.Digest(ctx, ns+"/"+l.Name+":"+tag)
+			if err != nil || got != want[l.Name] {
+				t.Errorf("%s:%s → %s (%v), want %s", l.Name, tag, got, err, want[l.Name])
+			}
+		}
+	}
+	both := func(a, b release.Config) (error, error) {
+		var ea, eb error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		for _, x := range []struct {
+			cfg release.Config
+			err *error
+		}{{a, &ea}, {b, &eb}} {
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(rand.Int64N(int64(40 * time.Millisecond))))
+				_, *x.err = release.New(reg, ver, release.WithSettle(100*time.Millisecond)).Promote(ctx, x.cfg)
+			}()
+		}
+		wg.Wait()
+		return ea, eb
+	}
+	for round := 0; round < 3; round++ {
+		ns := env.Namespace(t)
+		ca, cb := fmt.Sprintf("a%039d", round), fmt.Sprintf("b%039d", round)
+		a, b := candidates(t, ns, ca, profile, s), candidates(t, ns, cb, profile, s)
+		ea, eb := both(release.Config{Tag: "v20.3.1", Commit: ca, Registry: ns, Profiles: []string{profile}, Layers: family},
+			release.Config{Tag: "v20.3.2", Commit: cb, Registry: ns, Profiles: []string{profile}, Layers: family})
+		if ea != nil || eb != nil {
+			t.Fatalf("two versions, round %d: %v / %v", round, ea, eb)
+		}
+		check(ns, "20.3.1-"+profile, a)
+		check(ns, "20.3-"+profile, b)
+		check(ns, profile, b)
+
+		ns = env.Namespace(t)
+		a, b = candidates(t, ns, ca, profile, s), candidates(t, ns, cb, profile, s)
+		ea, eb = both(release.Config{Tag: "v20.4.0", Commit: ca, Registry: ns, Profiles: []string{profile}, Layers: family},
+			release.Config{Tag: "v20.4.0", Commit: cb, Registry: ns, Profiles: []string{profile}, Layers: family})
+		root, err := reg.Digest(ctx, ns+"/soe:20.4.0-"+profile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		winner, winErr, loseErr := a, ea, eb
+		if root == b["soe"] {
+			winner, winErr, loseErr = b, eb, ea
+		}
+		check(ns, "20.4.0-"+profile, winner)
+		check(ns, profile, winner)
+		var lost *release.LostRaceError
+		if winErr != nil || loseErr == nil || (!errors.As(loseErr, &lost) && !strings.Contains(loseErr.Error(), "already points at")) {
+			t.Errorf("one version, round %d: winner %v, other %v", round, winErr, loseErr)
+		}
+	}
 }
 
 // TestPromotionUnderInjectedFaults puts a seeded proxy that fails 25% of requests (500s and connection resets) in
@@ -84,7 +187,7 @@ func TestPromotionUnderInjectedFaults(t *testing.T) {
 	for _, tc := range []struct {
 		seed  int64
 		steps int
-	}{{1, 5}, {2, 5}, {3, 3}, {4, 2}} {
+	}{{1, 5}, {2, 5}, {3, 3}, {4, 3}} {
 		seed := tc.seed
 		proxy := faultproxy.Start(env.Registry, 0, seed)
 		defer proxy.Close()
@@ -114,7 +217,7 @@ func TestPromotionUnderInjectedFaults(t *testing.T) {
 		cfg := release.Config{Tag: "v1.0.0", Commit: commit, Registry: ns, Profiles: []string{profile}, Layers: family}
 		converged := false
 		for run := 1; run <= 40 && !converged; run++ {
-			rep, err := release.New(flaky, ver).Promote(ctx, cfg)
+			rep, err := release.New(flaky, ver, release.WithSettle(50*time.Millisecond)).Promote(ctx, cfg)
 			if err != nil {
 				stops++
 				t.Logf("seed %d (%d attempts per request) run %d stopped: %v", seed, tc.steps, run, err)

@@ -492,7 +492,8 @@ func IsUnreachable(err error) bool {
 	}
 	// cosign flattens some errors into text.
 	msg := err.Error()
-	for _, m := range []string{"connection refused", "connection reset", "no such host", "i/o timeout", "EOF"} {
+	for _, m := range []string{"connection refused", "connection reset", "no such host", "i/o timeout", "EOF",
+		"status code 500", "status code 502", "status code 503", "status code 504", "Internal Server Error", "Service Unavailable", "Bad Gateway"} {
 		if strings.Contains(msg, m) {
 			return true
 		}

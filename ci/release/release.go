@@ -209,6 +209,15 @@ func (e *LostRaceError) Error() string {
 // Promote verifies every layer of every profile and then moves the release tags. The report lists what moved even
 // when an error stops the moves half-way.
 func (p *Promoter) Promote(ctx context.Context, cfg Config) (*Report, error) {
+	rep, err := p.promote(ctx, cfg)
+	var re *RefusedError
+	if err != nil && !errors.As(err, &re) && (rep == nil || rep.Refused == "") && registry.IsUnreachable(err) && !strings.Contains(err.Error(), "unreachable") {
+		err = fmt.Errorf("the registry is unreachable (run the promotion again when it answers): %w", err)
+	}
+	return rep, err
+}
+
+func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 	v, err := ParseTag(cfg.Tag)
 	if err != nil {
 		return nil, err

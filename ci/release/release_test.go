@@ -66,10 +66,14 @@ type fixture struct {
 	digests map[string]string
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB, wrap ...func(http.Handler) http.Handler) *fixture {
 	t.Helper()
 	cnt := &counter{h: regtest.Handler()}
-	host := regtest.Start(t, cnt)
+	var h http.Handler = cnt
+	for _, w := range wrap {
+		h = w(h)
+	}
+	host := regtest.Start(t, h)
 	reg := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
 	priv, pub, err := signing.GenerateKeyPair([]byte("pw"))
 	if err != nil {

@@ -2,7 +2,10 @@ package release
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/imagemode/imagemode/ci/tags"
 )
 
 func TestParseTagAndTags(t *testing.T) {
@@ -44,4 +47,33 @@ func TestCompare(t *testing.T) {
 			t.Errorf("parseReleaseTag(%q) accepted", tg)
 		}
 	}
+}
+
+// FuzzParseTag: no input panics; an accepted tag is exactly vMAJOR.MINOR.PATCH[-PRE] (it prints back as itself) and
+// every tag made of it is a valid OCI tag; shorthands such as v1.2 are never accepted.
+func FuzzParseTag(f *testing.F) {
+	for _, s := range []string{"v1.4.2", "v2.0.0-rc.1", "v1.2", "v01.2.3", "v1.2.3+meta", "v1.2.3-01", "1.2.3", "v1.2.3-",
+		"v99999999999999999999.0.0", "v1.2.3-rc.1.alpha-2", "v0.0.0", "v1.2.3 ", "v1.2.3-a b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tag string) {
+		v, err := ParseTag(tag)
+		if err != nil {
+			return
+		}
+		if "v"+v.String() != tag {
+			t.Errorf("%q parsed as %q", tag, v.String())
+		}
+		if strings.Count(tag, ".") < 2 {
+			t.Errorf("shorthand %q accepted", tag)
+		}
+		for _, tg := range v.Tags("centos-stream-9") {
+			if !tags.Valid(tg) {
+				t.Errorf("%q makes the invalid tag %q", tag, tg)
+			}
+		}
+		if v.Compare(v) != 0 {
+			t.Errorf("%q does not equal itself", tag)
+		}
+	})
 }
