@@ -539,6 +539,10 @@ func (m *Imagemode) Promote(
 	// Move an X.Y.Z tag that already points at another digest.
 	// +optional
 	force bool,
+	// Id of the CI run whose signed run record must be promoted (the newest run of the commit); default: the
+	// newest record in the registry.
+	// +optional
+	expectRun string,
 	// Username for the registry.
 	// +optional
 	registryUsername string,
@@ -556,7 +560,7 @@ func (m *Imagemode) Promote(
 		return "", engine.Flatten(err)
 	}
 	si.Registry = registry
-	in := engine.PromoteInput{SignInput: si, Tag: tag, Commit: commit, ReleaseRegistry: releaseRegistry, Profiles: profile, Force: force}
+	in := engine.PromoteInput{SignInput: si, Tag: tag, Commit: commit, ReleaseRegistry: releaseRegistry, Profiles: profile, Force: force, ExpectRun: expectRun}
 	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
 		return "", engine.Flatten(err)
 	}

@@ -435,6 +435,7 @@ type PromoteInput struct {
 	ReleaseRegistry string
 	Profiles        []string
 	Force           bool
+	ExpectRun       string
 }
 
 // Promote verifies the tag's candidates and moves the release tags; it returns the promotion report (JSON).
@@ -477,6 +478,6 @@ func Promote(ctx context.Context, in PromoteInput, log io.Writer) (*release.Repo
 	}
 	return release.New(reg, v, opts...).Promote(ctx, release.Config{
 		Tag: in.Tag, Commit: commit, Registry: in.Registry, ReleaseRegistry: in.ReleaseRegistry,
-		Profiles: in.Profiles, Layers: ls, Force: in.Force,
+		Profiles: in.Profiles, Layers: ls, Force: in.Force, ExpectRun: in.ExpectRun,
 	})
 }

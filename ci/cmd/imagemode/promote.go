@@ -25,6 +25,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Var(&profiles, "profile", "profile to promote (repeatable; required)")
 	dir := fs.String("dir", "containerfiles", "containerfiles directory: the layers to promote")
 	force := fs.Bool("force", false, "move an X.Y.Z tag that already points at another digest")
+	expectRun := fs.String("expect-run", "", "id of the CI run whose signed run record must be promoted (the newest run of the commit, e.g. gh-<run id>-<attempt>); default: the newest record in the registry")
 	jsonOut := fs.Bool("json", false, "print the JSON report")
 	reportFile := fs.String("report", "", "also write the JSON report to this file")
 	var k keyFlags
@@ -92,7 +93,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	rep, runErr := release.New(client, v, opts...).Promote(ctx, release.Config{
 		Tag: *tag, Commit: *commit, Registry: *reg, ReleaseRegistry: *releaseReg,
-		Profiles: profiles, Layers: ls, Force: *force,
+		Profiles: profiles, Layers: ls, Force: *force, ExpectRun: *expectRun,
 	})
 	gha.New().Promotion(rep, runErr)
 	if rep != nil {
