@@ -234,6 +234,13 @@ func (m *Imagemode) BuildAll(
 	// Repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry).
 	// +optional
 	trustedNamespace []string,
+	// Host policy with --trust-key: reject (every image not signed in a trusted namespace is refused) or
+	// namespaces (signatures required only inside them).
+	// +default="reject"
+	trustMode string,
+	// With --trust-mode reject, let hosts switch back to the stock base image's repository.
+	// +optional
+	trustAllowBase bool,
 	// Reuse a signed image whose inputs (Containerfile, context, arguments, profile, parent digest) are unchanged
 	// instead of building the layer: hosts then download nothing for it. Needs --public-key.
 	// +default=true
@@ -250,7 +257,7 @@ func (m *Imagemode) BuildAll(
 ) (*BuildResult, error) {
 	return m.build(ctx, nil, registry, dir, git, profile, baseImage, commit, runID, buildArg, sourceURL, sourceDateEpoch, jobs,
 		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash,
-		trustKey, trustedNamespace, reuseOptions{reuse: reuse, publicKey: publicKey, refresh: refresh, inputsKey: inputsKey})
+		trustKey, trustedNamespace, trustMode, trustAllowBase, reuseOptions{reuse: reuse, publicKey: publicKey, refresh: refresh, inputsKey: inputsKey})
 }
 
 // reuseOptions are build-all's reuse arguments.
@@ -321,6 +328,13 @@ func (m *Imagemode) Build(
 	// Repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry).
 	// +optional
 	trustedNamespace []string,
+	// Host policy with --trust-key: reject (every image not signed in a trusted namespace is refused) or
+	// namespaces (signatures required only inside them).
+	// +default="reject"
+	trustMode string,
+	// With --trust-mode reject, let hosts switch back to the stock base image's repository.
+	// +optional
+	trustAllowBase bool,
 	// Value of the org.opencontainers.image.source label.
 	// +optional
 	sourceURL string,
@@ -345,14 +359,14 @@ func (m *Imagemode) Build(
 ) (*BuildResult, error) {
 	return m.build(ctx, []string{layer}, registry, dir, git, profile, baseImage, commit, runID, buildArg, sourceURL, sourceDateEpoch, jobs,
 		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash,
-		trustKey, trustedNamespace, reuseOptions{reuse: reuse, publicKey: publicKey, refresh: refresh, inputsKey: inputsKey})
+		trustKey, trustedNamespace, trustMode, trustAllowBase, reuseOptions{reuse: reuse, publicKey: publicKey, refresh: refresh, inputsKey: inputsKey})
 }
 
 func (m *Imagemode) build(ctx context.Context, only []string, registry string, dir *dagger.Directory, git *dagger.GitRepository,
 	profile, baseImage, commit, runID string, buildArg []string, sourceURL string, sourceDateEpoch, jobs int,
 	registryUsername string, registryPassword *dagger.Secret, baseRegistryUsername string, baseRegistryPassword *dagger.Secret,
 	entitlementCert, entitlementKey, rhsmCa, passwordHash *dagger.Secret,
-	trustKey *dagger.File, trustedNamespace []string, ro reuseOptions,
+	trustKey *dagger.File, trustedNamespace []string, trustMode string, trustAllowBase bool, ro reuseOptions,
 ) (*BuildResult, error) {
 	c, err := connect(ctx)
 	if err != nil {
@@ -389,7 +403,7 @@ func (m *Imagemode) build(ctx context.Context, only []string, registry string, d
 	if in.TrustKey, err = loadFile(ctx, c, trustKey); err != nil {
 		return nil, engine.Flatten(err)
 	}
-	in.TrustedNamespaces = trustedNamespace
+	in.TrustedNamespaces, in.TrustMode, in.TrustAllowBase = trustedNamespace, trustMode, trustAllowBase
 	in.Reuse, in.Refresh = ro.reuse, ro.refresh
 	if in.PublicKey, err = loadFile(ctx, c, ro.publicKey); err != nil {
 		return nil, engine.Flatten(err)
@@ -759,6 +773,13 @@ func (m *Imagemode) Ci(
 	// Repository prefix whose images hosts must verify (repeatable).
 	// +optional
 	trustedNamespace []string,
+	// Host policy with --trust-key: reject (every image not signed in a trusted namespace is refused) or
+	// namespaces (signatures required only inside them).
+	// +default="reject"
+	trustMode string,
+	// With --trust-mode reject, let hosts switch back to the stock base image's repository.
+	// +optional
+	trustAllowBase bool,
 	// Cosign public key reused (unchanged) layers must be signed with; without it nothing is reused.
 	// +optional
 	publicKey *dagger.File,
@@ -812,7 +833,7 @@ func (m *Imagemode) Ci(
 	}
 	defer c.Close()
 	in := engine.CIInput{Build: engine.BuildInput{Registry: registry, Profile: profile, BaseImage: baseImage, Commit: commit,
-		RunID: runID, TrustedNamespaces: trustedNamespace, Reuse: reuse, Refresh: refresh, BuildArgs: buildArg, SourceURL: sourceURL,
+		RunID: runID, TrustedNamespaces: trustedNamespace, TrustMode: trustMode, TrustAllowBase: trustAllowBase, Reuse: reuse, Refresh: refresh, BuildArgs: buildArg, SourceURL: sourceURL,
 		SourceDateEpoch: int64(sourceDateEpoch), Jobs: jobs}}
 	in.Smoke = engine.SmokeInput{Disk: disk, DiskBuilder: diskBuilder, QEMUImage: qemuImage, Accel: accel,
 		Deadline: time.Duration(deadline) * time.Second, MemoryMB: memory}

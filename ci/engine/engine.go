@@ -60,6 +60,9 @@ type BuildInput struct {
 	// TrustKey, when set, makes the SOE install the host signature policy for TrustedNamespaces (default: Registry).
 	TrustKey          *dagger.File
 	TrustedNamespaces []string
+	// TrustMode is policy.ModeReject (default) or ModeNamespaces; TrustAllowBase lets hosts switch back to the base.
+	TrustMode      string
+	TrustAllowBase bool
 	// Reuse reuses signed images with unchanged inputs; PublicKey verifies them; Refresh forces layers.
 	Reuse     bool
 	PublicKey *dagger.File
@@ -241,9 +244,9 @@ func newPipeline(ctx context.Context, client *dagger.Client, in BuildInput, log 
 		if len(ns) == 0 {
 			ns = []string{in.Registry}
 		}
-		cfg.Trust = &policy.Config{PublicKey: []byte(pub), Namespaces: ns}
-	} else if len(in.TrustedNamespaces) > 0 {
-		return cfg, nil, nil, cleanup, errors.New("--trusted-namespace needs --trust-key")
+		cfg.Trust = &policy.Config{PublicKey: []byte(pub), Namespaces: ns, Mode: in.TrustMode, AllowBase: in.TrustAllowBase}
+	} else if len(in.TrustedNamespaces) > 0 || in.TrustAllowBase {
+		return cfg, nil, nil, cleanup, errors.New("--trusted-namespace and --trust-allow-base need --trust-key")
 	}
 	cfg.Reuse, cfg.Refresh = in.Reuse, in.Refresh
 	if in.PasswordHash != nil {

@@ -375,6 +375,9 @@ func (p *Pipeline) injectTrust(ctx context.Context, cfg Config, pl *Plan, g *lay
 			return cfg, err
 		}
 		baseRef := registry.DigestRef(r.Context().Name(), pl.BaseDigest)
+		trust := *cfg.Trust
+		trust.BaseRepository = r.Context().Name()
+		cfg.Trust = &trust
 		if fr, ok := p.builder.(build.FileReader); ok {
 			basePolicy, err = fr.ReadImageFile(ctx, baseRef, policy.PolicyPath)
 		} else {

@@ -31,12 +31,41 @@ const (
 // Containerfile copies it with `COPY imagemode-trust/ /`.
 const ContextDir = "imagemode-trust"
 
+// Modes of the host policy.
+const (
+	// ModeReject refuses every image by default: only images from the trusted namespaces signed by the key, what the
+	// base policy itself accepts only with a signature (RHEL: Red Hat's GPG key on registry.redhat.io), and local
+	// transports (containers-storage, oci, oci-archive, dir, docker-archive: images already on the host).
+	ModeReject = "reject"
+	// ModeNamespaces keeps the base image's default (usually accept anything) and requires signatures only inside
+	// the trusted namespaces: an unsigned image anywhere else, a sibling repository included, is accepted.
+	ModeNamespaces = "namespaces"
+)
+
+// LocalTransports are accepted without signatures in ModeReject: what they name is already on the host, put there
+// by its administrator (podman load, bootc switch --transport containers-storage).
+var LocalTransports = []string{"containers-storage", "dir", "docker-archive", "oci", "oci-archive"}
+
 // Config is what the host must trust.
 type Config struct {
 	// PublicKey is the cosign public key (PEM).
 	PublicKey []byte
 	// Namespaces are the repository prefixes whose images must be signed (candidates' and releases').
 	Namespaces []string
+	// Mode is ModeReject (default) or ModeNamespaces.
+	Mode string
+	// AllowBase, in ModeReject, lets hosts switch back to the stock base image: BaseRepository is accepted as the
+	// base policy accepts it — with its own signature requirement when it has one for that repository or registry,
+	// else unsigned, for exactly that repository.
+	AllowBase      bool
+	BaseRepository string
+}
+
+func (c Config) mode() string {
+	if c.Mode == "" {
+		return ModeReject
+	}
+	return c.Mode
 }
 
 var nsRE = regexp.MustCompile(`^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
@@ -55,6 +84,20 @@ func (c Config) Validate() error {
 	}
 	if _, err := cryptoutils.UnmarshalPEMToPublicKey(c.PublicKey); err != nil {
 		return fmt.Errorf("the trust key is not a PEM public key: %w", err)
+	}
+	switch c.mode() {
+	case ModeReject, ModeNamespaces:
+	default:
+		return fmt.Errorf("--trust-mode %q: want %s or %s", c.Mode, ModeReject, ModeNamespaces)
+	}
+	if c.AllowBase {
+		if c.mode() != ModeReject {
+			return fmt.Errorf("--trust-allow-base needs --trust-mode %s (the other mode accepts the base anyway)", ModeReject)
+		}
+		host, path, _ := strings.Cut(c.BaseRepository, "/")
+		if path == "" || !nsRE.MatchString(c.BaseRepository) || !strings.ContainsAny(host, ".:") {
+			return fmt.Errorf("the base image's repository %q cannot be allowed: entries name a repository, never a whole registry", c.BaseRepository)
+		}
 	}
 	return nil
 }
@@ -107,6 +150,26 @@ func Merge(base []byte, c Config) ([]byte, error) {
 	if transports["docker"] == nil {
 		transports["docker"] = map[string]json.RawMessage{}
 	}
+	if c.mode() == ModeReject {
+		doc["default"] = json.RawMessage(`[{"type":"reject"}]`)
+		// Keep what the base accepts only with a signature; drop what it accepts unsigned.
+		for name, scopes := range transports {
+			for scope, req := range scopes {
+				if !requiresSignature(req) {
+					delete(scopes, scope)
+				}
+			}
+			if len(scopes) == 0 && name != "docker" {
+				delete(transports, name)
+			}
+		}
+		for _, t := range LocalTransports {
+			transports[t] = map[string]json.RawMessage{"": json.RawMessage(`[{"type":"insecureAcceptAnything"}]`)}
+		}
+		if c.AllowBase && !coveredBySignature(transports["docker"], c.BaseRepository) {
+			transports["docker"][c.BaseRepository] = json.RawMessage(`[{"type":"insecureAcceptAnything"}]`)
+		}
+	}
 	for _, ns := range c.namespaces() {
 		transports["docker"][ns] = Requirement()
 	}
@@ -125,6 +188,38 @@ func Merge(base []byte, c Config) ([]byte, error) {
 	}
 	out.WriteByte('\n')
 	return out.Bytes(), nil
+}
+
+// requiresSignature says whether a requirement list accepts only signed images.
+func requiresSignature(req json.RawMessage) bool {
+	var rs []struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(req, &rs); err != nil || len(rs) == 0 {
+		return false
+	}
+	for _, r := range rs {
+		if r.Type != "signedBy" && r.Type != "sigstoreSigned" {
+			return false
+		}
+	}
+	return true
+}
+
+// coveredBySignature says whether a docker scope for repo (the repository, a namespace above it, or its registry)
+// already requires a signature: the base's own key then decides, and no unsigned entry is added below it.
+func coveredBySignature(docker map[string]json.RawMessage, repo string) bool {
+	for scope := repo; scope != ""; {
+		if req, ok := docker[scope]; ok {
+			return requiresSignature(req)
+		}
+		i := strings.LastIndex(scope, "/")
+		if i < 0 {
+			break
+		}
+		scope = scope[:i]
+	}
+	return false
 }
 
 // RegistriesD returns the registries.d file that makes containers/image read cosign signatures from the
@@ -161,8 +256,18 @@ func Files(basePolicy []byte, c *Config) (map[string][]byte, error) {
 	out[ContextDir+PolicyPath] = pol
 	out[ContextDir+RegistriesDPath] = RegistriesD(*c)
 	out[ContextDir+KeyPath] = append(bytes.TrimSpace(c.PublicKey), '\n')
-	out[ContextDir+ReadmePath] = []byte(fmt.Sprintf(
-		"imagemode: bootc and podman on this host accept images from %s only when signed by the key %s (%s).\n",
-		strings.Join(c.namespaces(), ", "), KeyPath, Fingerprint(c.PublicKey)))
+	note := fmt.Sprintf("imagemode: bootc and podman on this host accept images from %s only when signed by the key %s (%s).\n",
+		strings.Join(c.namespaces(), ", "), KeyPath, Fingerprint(c.PublicKey))
+	if c.mode() == ModeReject {
+		note += "Every other image is refused, except what the base image's own policy accepts with a signature and images " +
+			"already on the host (" + strings.Join(LocalTransports, ", ") + ")"
+		if c.AllowBase {
+			note += "; the stock base image " + c.BaseRepository + " is accepted as its vendor's policy accepts it"
+		}
+		note += ".\n"
+	} else {
+		note += "Images elsewhere are accepted as the base image's policy says (mode namespaces).\n"
+	}
+	out[ContextDir+ReadmePath] = []byte(note)
 	return out, nil
 }

@@ -21,7 +21,8 @@ var testKey = func() string {
 }()
 
 func cfg() Config {
-	return Config{PublicKey: []byte(testKey), Namespaces: []string{"ghcr.io/acme/imagemode", "registry.example.com/releases/imagemode", "ghcr.io/acme/imagemode/"}}
+	return Config{PublicKey: []byte(testKey), Namespaces: []string{"ghcr.io/acme/imagemode", "registry.example.com/releases/imagemode", "ghcr.io/acme/imagemode/"},
+		Mode: ModeNamespaces}
 }
 
 func TestMergeKeepsRHELEntries(t *testing.T) {
@@ -65,7 +66,7 @@ func TestMergeKeepsRHELEntries(t *testing.T) {
 }
 
 func TestMergeWithoutBasePolicy(t *testing.T) {
-	out, err := Merge(nil, Config{PublicKey: []byte(testKey), Namespaces: []string{"127.0.0.1:5000/it"}})
+	out, err := Merge(nil, Config{PublicKey: []byte(testKey), Namespaces: []string{"127.0.0.1:5000/it"}, Mode: ModeNamespaces})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,4 +128,96 @@ func generated() ([]byte, []byte, error) {
 		return nil, nil, err
 	}
 	return kb.PrivateBytes, kb.PublicBytes, nil
+}
+
+type policyDoc struct {
+	Default    []map[string]any                       `json:"default"`
+	Transports map[string]map[string][]map[string]any `json:"transports"`
+}
+
+func parsePolicy(t *testing.T, b []byte) policyDoc {
+	t.Helper()
+	var d policyDoc
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestRejectMode: reject by default; Red Hat's signature requirements kept; the base's unsigned acceptances dropped
+// (the base's own entry for ghcr.io/acme/imagemode, docker-daemon); local transports explicit; no registry-wide
+// unsigned entry, ever.
+func TestRejectMode(t *testing.T) {
+	base, err := os.ReadFile("testdata/rhel-base-policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg()
+	c.Mode = ""
+	out, err := Merge(base, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "rhel-reject-policy.json.golden", out)
+	d := parsePolicy(t, out)
+	if len(d.Default) != 1 || d.Default[0]["type"] != "reject" {
+		t.Errorf("default %v", d.Default)
+	}
+	docker := d.Transports["docker"]
+	if docker["registry.redhat.io"][0]["type"] != "signedBy" {
+		t.Errorf("Red Hat's key was dropped: %v", docker)
+	}
+	if docker["ghcr.io/acme/imagemode"][0]["type"] != "sigstoreSigned" {
+		t.Errorf("the namespace is not signature-only: %v", docker["ghcr.io/acme/imagemode"])
+	}
+	for scope, req := range docker {
+		if req[0]["type"] == "insecureAcceptAnything" {
+			t.Errorf("unsigned images accepted in %s", scope)
+		}
+	}
+	if _, ok := d.Transports["docker-daemon"]; ok {
+		t.Error("docker-daemon kept accepting anything")
+	}
+	for _, tr := range LocalTransports {
+		if d.Transports[tr][""][0]["type"] != "insecureAcceptAnything" {
+			t.Errorf("local transport %s not listed", tr)
+		}
+	}
+}
+
+// TestRejectModeAllowBase: the stock base repository is accepted unsigned for exactly that repository (CentOS), or
+// left to the base's own key when one covers it (RHEL on registry.redhat.io).
+func TestRejectModeAllowBase(t *testing.T) {
+	c := cfg()
+	c.Mode, c.AllowBase, c.BaseRepository = ModeReject, true, "quay.io/centos-bootc/centos-bootc"
+	out, err := Merge(nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docker := parsePolicy(t, out).Transports["docker"]
+	if docker["quay.io/centos-bootc/centos-bootc"][0]["type"] != "insecureAcceptAnything" || docker["quay.io"] != nil {
+		t.Errorf("CentOS base: %v", docker)
+	}
+	base, err := os.ReadFile("testdata/rhel-base-policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.BaseRepository = "registry.redhat.io/rhel10/rhel-bootc"
+	out, err = Merge(base, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docker = parsePolicy(t, out).Transports["docker"]
+	if _, ok := docker["registry.redhat.io/rhel10/rhel-bootc"]; ok {
+		t.Errorf("an entry below Red Hat's signed registry would weaken it: %v", docker["registry.redhat.io/rhel10/rhel-bootc"])
+	}
+	for _, bad := range []Config{
+		{PublicKey: []byte(testKey), Namespaces: []string{"ghcr.io/a/b"}, AllowBase: true, BaseRepository: "quay.io"},
+		{PublicKey: []byte(testKey), Namespaces: []string{"ghcr.io/a/b"}, AllowBase: true, BaseRepository: "quay.io/x", Mode: ModeNamespaces},
+		{PublicKey: []byte(testKey), Namespaces: []string{"ghcr.io/a/b"}, Mode: "strict"},
+	} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("accepted %+v", bad)
+		}
+	}
 }

@@ -220,6 +220,8 @@ type buildFlags struct {
 	buildahRunRoot  string
 	trustKey        string
 	trustedNS       multiFlag
+	trustMode       string
+	trustAllowBase  bool
 	reuse           bool
 	publicKey       string
 	refresh         string
@@ -248,6 +250,8 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.buildahRunRoot, "buildah-runroot", "", "buildah run root (default: buildah's own)")
 	fs.StringVar(&b.trustKey, "trust-key", "", "cosign public key the SOE's hosts require on images from --trusted-namespace (installs /etc/containers/policy.json)")
 	fs.Var(&b.trustedNS, "trusted-namespace", "repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry)")
+	fs.StringVar(&b.trustMode, "trust-mode", policy.ModeReject, "host policy with --trust-key: reject (every image not signed in a trusted namespace is refused) or namespaces (signatures required only inside them)")
+	fs.BoolVar(&b.trustAllowBase, "trust-allow-base", false, "with --trust-mode reject, let hosts switch back to the stock base image's repository")
 	fs.BoolVar(&b.reuse, "reuse", true, "reuse a signed image whose inputs are unchanged instead of building the layer (needs --public-key)")
 	fs.StringVar(&b.publicKey, "public-key", "", "cosign public key that reused images must be signed with")
 	fs.StringVar(&b.refresh, "refresh", "", "comma-separated layers to build even when their inputs are unchanged, or \"all\" (picks up errata)")
@@ -258,8 +262,8 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 // trust returns the host trust configuration, or nil without --trust-key.
 func (b *buildFlags) trust() (*policy.Config, error) {
 	if b.trustKey == "" {
-		if len(b.trustedNS) > 0 {
-			return nil, &usageError{msg: "--trusted-namespace needs --trust-key"}
+		if len(b.trustedNS) > 0 || b.trustAllowBase {
+			return nil, &usageError{msg: "--trusted-namespace and --trust-allow-base need --trust-key"}
 		}
 		return nil, nil
 	}
@@ -271,8 +275,10 @@ func (b *buildFlags) trust() (*policy.Config, error) {
 	if len(ns) == 0 {
 		ns = []string{b.registry}
 	}
-	c := &policy.Config{PublicKey: pub, Namespaces: ns}
-	if err := c.Validate(); err != nil {
+	c := &policy.Config{PublicKey: pub, Namespaces: ns, Mode: b.trustMode, AllowBase: b.trustAllowBase}
+	check := *c
+	check.BaseRepository = "registry.example/base" // the pipeline fills in the profile's base repository
+	if err := check.Validate(); err != nil {
 		return nil, &usageError{msg: err.Error()}
 	}
 	return c, nil
