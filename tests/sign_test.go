@@ -165,6 +165,65 @@ func TestSigningRoundTripAndHostPolicy(t *testing.T) {
 		t.Logf("%s: %s", c.name, strings.TrimSpace(out))
 	}
 
+	// 4b. The reject-by-default policy (the default with --trust-key): unsigned images next to the namespace and
+	// anywhere else are refused, the stock base too (not allowed unless --trust-allow-base); a local
+	// containers-storage image is accepted.
+	sibling := pushRandom(t, ns+"-evil/homepage")
+	elsewhere := pushRandom(t, env.Registry+"/elsewhere/app")
+	base := env.StandinBase(t)
+	for _, c := range []struct{ name, image string }{{"sibling repository", sibling}, {"elsewhere", elsewhere}, {"the stock base", base}} {
+		if ok, out := sigpolicy(t, root, c.image); ok {
+			t.Errorf("reject mode allowed the unsigned %s %s:\n%s", c.name, c.image, out)
+		}
+	}
+	if ok, out := sigpolicyLocal(t, root, "containers-storage", "localhost/loaded:latest"); !ok {
+		t.Errorf("reject mode refused a containers-storage image:\n%s", out)
+	}
+	// The same key in the other modes, rendered by the project's code from the base's policy and checked by
+	// containers/image: namespaces mode accepts the sibling (what reject mode exists for); --trust-allow-base
+	// accepts the stock base and still refuses the sibling.
+	basePolicy, err := reg.ReadFile(ctx, base, policy.PolicyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(key.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := registry.ParseRef(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseRepo := br.Context().Name()
+	for _, m := range []struct {
+		cfg  policy.Config
+		want map[string]bool
+	}{
+		{policy.Config{Mode: policy.ModeNamespaces}, map[string]bool{sibling: true, elsewhere: true, homepage: true, unsigned: false}},
+		{policy.Config{Mode: policy.ModeReject, AllowBase: true, BaseRepository: baseRepo}, map[string]bool{base: true, sibling: false, homepage: true}},
+	} {
+		m.cfg.PublicKey, m.cfg.Namespaces = pub, []string{ns}
+		files, err := policy.Files(basePolicy, &m.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		for p, data := range files {
+			dst := filepath.Join(dir, strings.TrimPrefix(p, policy.ContextDir))
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for img, want := range m.want {
+			if ok, out := sigpolicy(t, dir, img); ok != want {
+				t.Errorf("mode %s (allow base %v): %s allowed=%v, want %v\n%s", m.cfg.Mode, m.cfg.AllowBase, img, ok, want, out)
+			}
+		}
+	}
+
 	// 5. No secret was ever printed.
 	privPEM, err := os.ReadFile(key.priv)
 	if err != nil {
@@ -178,6 +237,19 @@ func TestSigningRoundTripAndHostPolicy(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sigpolicyLocal asks the verifier about an image of a local transport (containers-storage, oci, ...).
+func sigpolicyLocal(t *testing.T, root, transport, name string) (bool, string) {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), env.SigPolicy, "--root", root, "--transport", transport, "--image", name).CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 1 {
+			return false, string(out)
+		}
+		t.Fatalf("sigpolicy %s:%s: %v\n%s", transport, name, err, out)
+	}
+	return true, string(out)
 }
 
 func reportLayerRef(t *testing.T, file, layer string) string {

@@ -56,6 +56,7 @@ func (m *MariaDBRows) retry(ctx context.Context, s *Session, f func(ctx context.
 	if interval == 0 {
 		interval = 500 * time.Millisecond
 	}
+	var last error // the last answer that was not the deadline itself
 	for attempt := 1; ; attempt++ {
 		err := func() error {
 			db, err := m.db(s)
@@ -67,6 +68,13 @@ func (m *MariaDBRows) retry(ctx context.Context, s *Session, f func(ctx context.
 		}()
 		if err == nil || errors.Is(err, errRowGone) {
 			return err
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			if last != nil {
+				err = fmt.Errorf("%w (then the deadline passed)", last)
+			}
+		} else {
+			last = err
 		}
 		select {
 		case <-ctx.Done():
