@@ -28,7 +28,9 @@ type lifecycleFamily struct {
 	key             keyPair
 	first, second   *report.Report
 	unsigned, other string
-	dir             string
+	// outside is unsigned, in a sibling repository outside the trusted namespace (reject mode refuses it).
+	outside string
+	dir     string
 }
 
 func buildLifecycleFamily(t *testing.T) *lifecycleFamily {
@@ -77,6 +79,7 @@ func buildLifecycleFamily(t *testing.T) *lifecycleFamily {
 	hp, _ := third.Layer("homepage")
 	f.unsigned = hp.Ref // never signed
 	f.other = pushRandom(t, f.ns+"/homepage")
+	f.outside = pushRandom(t, f.ns+"-evil/homepage")
 	otherKey := generateKeyTB(t, "other-password")
 	if res := env.RunEnv(t.Context(), []string{"IMAGEMODE_KEY_PASSWORD=other-password"}, "sign", "--key", otherKey.priv, "--image", f.other); res.Err != nil {
 		t.Fatalf("sign with another key: %v", res.Err)
@@ -136,7 +139,7 @@ func runLifecycle(t *testing.T, f *lifecycleFamily, faults bootcd.Faults, deadli
 		MoveChannel: func(ctx context.Context, digest string) error {
 			return reg.Tag(ctx, orig.Repository+"@"+digest, channelTag)
 		},
-		Probes: homepageProbes(), Refused: []string{f.unsigned, f.other}, StepDeadline: deadline,
+		Probes: homepageProbes(), Refused: []string{f.unsigned, f.other, f.outside}, StepDeadline: deadline,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +171,15 @@ func TestLifecycleOnStandin(t *testing.T) {
 		}
 		if !strings.Contains(refusals, "A signature was required") || !strings.Contains(refusals, "signature verification failed") {
 			t.Errorf("the refusals do not come from the signature policy:\n%s", refusals)
+		}
+		var outside string
+		for _, e := range rep.Transcript {
+			if strings.HasPrefix(e.Command, "bootc switch "+f.outside) {
+				outside += e.Stderr
+			}
+		}
+		if !strings.Contains(outside, "rejected by policy") {
+			t.Errorf("the unsigned image outside the namespace was not refused by the reject-by-default policy:\n%s", outside)
 		}
 	})
 	t.Run("reboot never comes back", func(t *testing.T) {
