@@ -155,7 +155,7 @@ func newPipeline(ctx context.Context, client *dagger.Client, in BuildInput, log 
 	if err != nil {
 		return cfg, nil, nil, cleanup, err
 	}
-	if err := pipeline.ValidateRegistry(in.Registry); err != nil {
+	if err := registry.ValidatePrefix(in.Registry); err != nil {
 		return cfg, nil, nil, cleanup, err
 	}
 	if err := CheckReachable("--registry", in.Registry); err != nil {

@@ -202,7 +202,7 @@ func (p *Pipeline) plan(ctx context.Context, cfg Config, resolve bool) (*Plan, *
 		}
 	}
 	if cfg.Registry != "" {
-		if err := ValidateRegistry(cfg.Registry); err != nil {
+		if err := registry.ValidatePrefix(cfg.Registry); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -251,34 +251,13 @@ func (p *Pipeline) plan(ctx context.Context, cfg Config, resolve bool) (*Plan, *
 	return pl, g, nil
 }
 
-// ValidateRegistry checks the --registry value: a repository prefix without tag or digest.
-func ValidateRegistry(r string) error {
-	if r == "" {
-		return errors.New("--registry is required: the repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode (or ttl.sh/imagemode-RANDOM to try the CentOS profiles without an account)")
-	}
-	if strings.Contains(r, "@") {
-		return fmt.Errorf("--registry %q: give a repository prefix, not a digest reference", r)
-	}
-	if last := r[strings.LastIndex(r, "/")+1:]; strings.Contains(last, ":") && strings.Contains(r, "/") {
-		return fmt.Errorf("--registry %q: give a repository prefix without a tag", r)
-	}
-	if _, err := registry.ParseRepo(strings.TrimSuffix(r, "/") + "/soe"); err != nil {
-		return fmt.Errorf("--registry %q: %w", r, err)
-	}
-	host, _, _ := strings.Cut(r, "/")
-	if !strings.ContainsAny(host, ".:") && host != "localhost" {
-		return fmt.Errorf("--registry %q: start with the registry host, e.g. ghcr.io/ORG/imagemode", r)
-	}
-	return nil
-}
-
 // BuildAll builds the planned layers and writes their candidate tags. On error it returns the partial report
 // (what was pushed under run-scoped tags) with the error; no candidate tag is written unless every layer succeeded.
 func (p *Pipeline) BuildAll(ctx context.Context, cfg Config) (*report.Report, error) {
 	if p.builder == nil {
 		return nil, errors.New("no builder configured")
 	}
-	if err := ValidateRegistry(cfg.Registry); err != nil {
+	if err := registry.ValidatePrefix(cfg.Registry); err != nil {
 		return nil, err
 	}
 	if cfg.Commit == "" {

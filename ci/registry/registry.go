@@ -500,3 +500,24 @@ func IsUnreachable(err error) bool {
 	}
 	return false
 }
+
+// ValidatePrefix checks the --registry value: a repository prefix without tag or digest.
+func ValidatePrefix(r string) error {
+	if r == "" {
+		return errors.New("--registry is required: the repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode (or ttl.sh/imagemode-RANDOM to try the CentOS profiles without an account)")
+	}
+	if strings.Contains(r, "@") {
+		return fmt.Errorf("--registry %q: give a repository prefix, not a digest reference", r)
+	}
+	if last := r[strings.LastIndex(r, "/")+1:]; strings.Contains(last, ":") && strings.Contains(r, "/") {
+		return fmt.Errorf("--registry %q: give a repository prefix without a tag", r)
+	}
+	if _, err := ParseRepo(strings.TrimSuffix(r, "/") + "/soe"); err != nil {
+		return fmt.Errorf("--registry %q: %w", r, err)
+	}
+	host, _, _ := strings.Cut(r, "/")
+	if !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return fmt.Errorf("--registry %q: start with the registry host, e.g. ghcr.io/ORG/imagemode", r)
+	}
+	return nil
+}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/imagemode/imagemode/ci/layers"
-	"github.com/imagemode/imagemode/ci/pipeline"
 	imgprofile "github.com/imagemode/imagemode/ci/profile"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/signing"
@@ -225,12 +224,12 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 	if err := tags.ValidateCommit(cfg.Commit); err != nil {
 		return nil, err
 	}
-	if err := pipeline.ValidateRegistry(cfg.Registry); err != nil {
+	if err := registry.ValidatePrefix(cfg.Registry); err != nil {
 		return nil, err
 	}
 	copyTo := ""
 	if cfg.ReleaseRegistry != "" && strings.TrimSuffix(cfg.ReleaseRegistry, "/") != strings.TrimSuffix(cfg.Registry, "/") {
-		if err := pipeline.ValidateRegistry(cfg.ReleaseRegistry); err != nil {
+		if err := registry.ValidatePrefix(cfg.ReleaseRegistry); err != nil {
 			return nil, fmt.Errorf("--release-registry: %w", err)
 		}
 		if p.signer == nil {

@@ -344,7 +344,7 @@ func (b *buildFlags) setup(ctx context.Context, only []string, stderr io.Writer)
 	if cfg, err = b.config(); err != nil {
 		return cfg, nil, cleanup, err
 	}
-	if verr := pipeline.ValidateRegistry(b.registry); verr != nil {
+	if verr := registry.ValidatePrefix(b.registry); verr != nil {
 		return cfg, nil, cleanup, &usageError{msg: verr.Error()}
 	}
 	if b.builder != "buildah" {

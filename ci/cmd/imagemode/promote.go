@@ -10,7 +10,7 @@ import (
 
 	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
-	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/release"
 	"github.com/imagemode/imagemode/ci/tags"
 )
@@ -55,11 +55,11 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return &usageError{msg: err.Error()}
 		}
 	}
-	if err := pipeline.ValidateRegistry(*reg); err != nil {
+	if err := registry.ValidatePrefix(*reg); err != nil {
 		return &usageError{msg: err.Error()}
 	}
 	if *releaseReg != "" {
-		if err := pipeline.ValidateRegistry(*releaseReg); err != nil {
+		if err := registry.ValidatePrefix(*releaseReg); err != nil {
 			return &usageError{msg: "--release-registry: " + err.Error()}
 		}
 	}
