@@ -1,9 +1,16 @@
 // imagemode builds, tests and promotes a layered family of Image Mode for RHEL (bootc) images: an SOE golden image,
 // an httpd service image, a homepage application image and a MariaDB database image, each built FROM its parent's
-// exact digest.
+// exact digest, signed, booted in QEMU and probed before anything is promoted.
 //
-// These functions are thin shims: they connect to the engine session, convert their arguments by ID and delegate
-// to github.com/imagemode/imagemode/ci/engine, where the logic lives and is tested.
+// Shared configuration goes to the constructor (registry, containerfiles, profile, trust, VM settings); build-all
+// returns a run on which the next stages chain:
+//
+//	dagger call --registry ttl.sh/imagemode-$RANDOM build-all smoke-test sign --key env:KEY table
+//	dagger call --registry R candidate --commit SHA smoke-test attest --key env:KEY
+//	dagger call --registry R promote --tag v1.4.2
+//
+// The functions are thin: they pass engine objects to github.com/imagemode/imagemode/ci/engine, which runs the
+// project's tested Go code.
 package main
 
 import (
@@ -19,163 +26,68 @@ import (
 
 	"github.com/imagemode/imagemode/ci/engine"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/smoke"
 )
 
-// Imagemode is the pipeline for Image Mode for RHEL (bootc) image families.
-type Imagemode struct{}
-
-// BuildResult is the outcome of a build: the run report, for people and for the next stages.
-type BuildResult struct {
-	// The run report as JSON: every layer's repository, digest, parent digest, tags and duration.
-	Report string
-	// The run report as a table.
-	Table string
+// Imagemode is the pipeline for Image Mode for RHEL (bootc) image families; its fields are the configuration every
+// function shares.
+type Imagemode struct {
+	// +private
+	Registry string
+	// +private
+	RegistryUsername string
+	// +private
+	RegistryPassword *dagger.Secret
+	// +private
+	Dir *dagger.Directory
+	// +private
+	Git *dagger.GitRepository
+	// +private
+	Profile string
+	// +private
+	BaseImage string
+	// +private
+	BaseRegistryUsername string
+	// +private
+	BaseRegistryPassword *dagger.Secret
+	// +private
+	TrustKey *dagger.File
+	// +private
+	TrustedNamespace []string
+	// +private
+	TrustMode string
+	// +private
+	TrustAllowBase bool
+	// +private
+	PublicKey *dagger.File
+	// +private
+	QemuImage string
+	// +private
+	DiskBuilder string
+	// +private
+	Accel string
+	// +private
+	Deadline int
+	// +private
+	Memory int
 }
 
-// connect joins the caller's engine session with the dagger.io/dagger library that ci/engine is written against.
-func connect(ctx context.Context) (*lib.Client, error) {
-	c, err := lib.Connect(ctx, lib.WithLogOutput(os.Stderr))
-	if err != nil {
-		return nil, engine.Flatten(fmt.Errorf("connecting to the engine session: %w", err))
-	}
-	return c, nil
-}
-
-func loadDir(ctx context.Context, c *lib.Client, d *dagger.Directory) (*lib.Directory, error) {
-	id, err := d.ID(ctx)
-	if err != nil {
-		return nil, engine.Flatten(fmt.Errorf("reading a directory id: %w", err))
-	}
-	return c.LoadDirectoryFromID(lib.DirectoryID(id)), nil
-}
-
-func loadSecret(ctx context.Context, c *lib.Client, s *dagger.Secret) (*lib.Secret, error) {
-	if s == nil {
-		return nil, nil
-	}
-	id, err := s.ID(ctx)
-	if err != nil {
-		return nil, engine.Flatten(fmt.Errorf("reading a secret id: %w", err))
-	}
-	return c.LoadSecretFromID(lib.SecretID(id)), nil
-}
-
-func loadFile(ctx context.Context, c *lib.Client, f *dagger.File) (*lib.File, error) {
-	if f == nil {
-		return nil, nil
-	}
-	id, err := f.ID(ctx)
-	if err != nil {
-		return nil, engine.Flatten(fmt.Errorf("reading a file id: %w", err))
-	}
-	return c.LoadFileFromID(lib.FileID(id)), nil
-}
-
-func loadGit(ctx context.Context, c *lib.Client, g *dagger.GitRepository) (*lib.GitRepository, error) {
-	if g == nil {
-		return nil, nil
-	}
-	id, err := g.ID(ctx)
-	if err != nil {
-		return nil, engine.Flatten(fmt.Errorf("reading a git repository id: %w", err))
-	}
-	return c.LoadGitRepositoryFromID(lib.GitRepositoryID(id)), nil
-}
-
-// Lint checks the layer graph (unknown parent, cycle, duplicate name, missing Containerfile) and every
-// Containerfile: final stage FROM ${BASE_IMAGE}, RUN bootc container lint last, nothing copied under /var.
-func (m *Imagemode) Lint(
-	ctx context.Context,
-	// Containerfiles directory: layers.yaml and one folder per layer.
-	// +defaultPath="/containerfiles"
-	dir *dagger.Directory,
-) (string, error) {
-	c, err := connect(ctx)
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	defer c.Close()
-	d, err := loadDir(ctx, c, dir)
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	if err := engine.Lint(ctx, d); err != nil {
-		return "", engine.Flatten(err)
-	}
-	return "layer graph and Containerfiles OK\n", nil
-}
-
-// Plan prints the build levels (layers of one level build in parallel), each layer's parent, and the repositories
-// a run would push to. With --resolve it asks the registry for the base image digest.
-// +cache="never"
-func (m *Imagemode) Plan(
-	ctx context.Context,
-	// Containerfiles directory: layers.yaml and one folder per layer.
-	// +defaultPath="/containerfiles"
-	dir *dagger.Directory,
-	// Base OS profile: rhel-9.6, rhel-10, centos-stream-9, centos-stream-10 (or any name with --base-image).
-	// +default="centos-stream-9"
-	profile string,
-	// Build the root layer on this bootc image instead of the profile's.
-	// +optional
-	baseImage string,
-	// Repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode.
+func New(
+	// Repository prefix images are pushed under and read from, e.g. ghcr.io/ORG/imagemode, or
+	// ttl.sh/imagemode-RANDOM to try the CentOS profiles without an account. Required by the functions that use a
+	// registry.
 	// +optional
 	registry string,
-	// Commit for the candidate tags shown.
+	// Username for --registry.
 	// +optional
-	commit string,
-	// Run id for the run-scoped tags shown.
+	registryUsername string,
+	// Password or token for --registry.
 	// +optional
-	runID string,
-	// Resolve the base image to a digest (contacts its registry).
-	// +optional
-	resolve bool,
-	// Username for the base image's registry (registry.redhat.io for RHEL profiles).
-	// +optional
-	baseRegistryUsername string,
-	// Password or token for the base image's registry.
-	// +optional
-	baseRegistryPassword *dagger.Secret,
-) (string, error) {
-	c, err := connect(ctx)
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	defer c.Close()
-	d, err := loadDir(ctx, c, dir)
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	bp, err := loadSecret(ctx, c, baseRegistryPassword)
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	pl, err := engine.Plan(ctx, d, engine.PlanInput{Profile: profile, BaseImage: baseImage, Registry: registry, Commit: commit, RunID: runID,
-		Resolve: resolve, BaseRegistryAuth: engine.Credential{Username: baseRegistryUsername, Password: bp}})
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	b, err := json.MarshalIndent(pl, "", "  ")
-	if err != nil {
-		return "", engine.Flatten(fmt.Errorf("encoding the plan: %w", err))
-	}
-	return string(b) + "\n", nil
-}
-
-// BuildAll builds every layer in dependency order — the SOE, then httpd and database in parallel, then homepage —
-// pushing each to <registry>/<layer>:build-<run-id>-<profile> and building its children FROM its exact digest.
-// Candidate tags sha-<commit>-<profile> are written only when every layer succeeded.
-// +cache="never"
-func (m *Imagemode) BuildAll(
-	ctx context.Context,
-	// Repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode, or ttl.sh/imagemode-RANDOM to try
-	// the CentOS profiles without an account.
-	registry string,
+	registryPassword *dagger.Secret,
 	// Containerfiles directory: layers.yaml and one folder per layer.
 	// +defaultPath="/containerfiles"
 	dir *dagger.Directory,
-	// The git checkout the commit is read from when --commit is not given.
+	// The git checkout commits and tags are read from when --commit is not given.
 	// +defaultPath="/"
 	// +optional
 	git *dagger.GitRepository,
@@ -185,48 +97,12 @@ func (m *Imagemode) BuildAll(
 	// Build the root layer on this bootc image instead of the profile's.
 	// +optional
 	baseImage string,
-	// Git commit the images are built from (labels and candidate tags); default: HEAD of the checkout.
-	// +optional
-	commit string,
-	// Id of this run, used in run-scoped tags (default: time and random).
-	// +optional
-	runID string,
-	// Extra build arguments KEY=VALUE for every layer (never secrets: they are recorded in the image).
-	// +optional
-	buildArg []string,
-	// Value of the org.opencontainers.image.source label.
-	// +optional
-	sourceURL string,
-	// Seconds since the epoch used for timestamps in the built layers (reproducible layers); 0: none.
-	// +optional
-	sourceDateEpoch int,
-	// Layers of one level built at once (0: all).
-	// +optional
-	jobs int,
-	// Username for --registry.
-	// +optional
-	registryUsername string,
-	// Password or token for --registry.
-	// +optional
-	registryPassword *dagger.Secret,
 	// Username for the base image's registry (registry.redhat.io for RHEL profiles).
 	// +optional
 	baseRegistryUsername string,
 	// Password or token for the base image's registry.
 	// +optional
 	baseRegistryPassword *dagger.Secret,
-	// RHEL entitlement certificate (/etc/pki/entitlement/<serial>.pem of a registered host); RHEL profiles.
-	// +optional
-	entitlementCert *dagger.Secret,
-	// RHEL entitlement key (/etc/pki/entitlement/<serial>-key.pem); RHEL profiles.
-	// +optional
-	entitlementKey *dagger.Secret,
-	// RHSM CA (/etc/rhsm/ca/redhat-uep.pem); RHEL profiles.
-	// +optional
-	rhsmCa *dagger.Secret,
-	// crypt(3) hash of bootc-user's password (mkpasswd --method=sha-512); default: the account is locked.
-	// +optional
-	passwordHash *dagger.Secret,
 	// Cosign public key the SOE's hosts require on images from --trusted-namespace: installs
 	// /etc/containers/policy.json (merged with the base image's), registries.d and the key.
 	// +optional
@@ -241,100 +117,111 @@ func (m *Imagemode) BuildAll(
 	// With --trust-mode reject, let hosts switch back to the stock base image's repository.
 	// +optional
 	trustAllowBase bool,
-	// Reuse a signed image whose inputs (Containerfile, context, arguments, profile, parent digest) are unchanged
-	// instead of building the layer: hosts then download nothing for it. Needs --public-key.
-	// +default=true
-	reuse bool,
-	// Cosign public key reused images must be signed with.
+	// Cosign public key: verifies signatures, reused layers and promotions.
 	// +optional
 	publicKey *dagger.File,
-	// Layers to build even when their inputs are unchanged, or "all" (picks up errata: the SOE updates packages).
+	// Container image QEMU runs in: one with qemu-system-x86_64 and mkfs.ext4 on its PATH (default: Debian
+	// bookworm-slim with qemu-system-x86, qemu-utils and e2fsprogs installed by apt, cached by the engine).
 	// +optional
-	refresh []string,
-	// Key of the HMAC under which secret inputs (the password hash) enter input digests.
+	qemuImage string,
+	// Disk builder image: quay.io/centos-bootc/bootc-image-builder (default), registry.redhat.io/rhelN/bootc-image-builder
+	// or ghcr.io/osbuild/image-builder-cli.
 	// +optional
-	inputsKey *dagger.Secret,
-) (*BuildResult, error) {
-	return m.build(ctx, nil, registry, dir, git, profile, baseImage, commit, runID, buildArg, sourceURL, sourceDateEpoch, jobs,
-		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash,
-		trustKey, trustedNamespace, trustMode, trustAllowBase, reuseOptions{reuse: reuse, publicKey: publicKey, refresh: refresh, inputsKey: inputsKey})
+	diskBuilder string,
+	// VM acceleration: auto (KVM, and TCG when KVM cannot run the guest), kvm or tcg.
+	// +default="auto"
+	accel string,
+	// Seconds from a VM's start within which every smoke probe must pass.
+	// +default=240
+	deadline int,
+	// Guest memory in MiB.
+	// +default=1536
+	memory int,
+) *Imagemode {
+	return &Imagemode{Registry: registry, RegistryUsername: registryUsername, RegistryPassword: registryPassword, Dir: dir, Git: git,
+		Profile: profile, BaseImage: baseImage, BaseRegistryUsername: baseRegistryUsername, BaseRegistryPassword: baseRegistryPassword,
+		TrustKey: trustKey, TrustedNamespace: trustedNamespace, TrustMode: trustMode, TrustAllowBase: trustAllowBase,
+		PublicKey: publicKey, QemuImage: qemuImage, DiskBuilder: diskBuilder, Accel: accel, Deadline: deadline, Memory: memory}
 }
 
-// reuseOptions are build-all's reuse arguments.
-type reuseOptions struct {
-	reuse     bool
-	publicKey *dagger.File
-	refresh   []string
-	inputsKey *dagger.Secret
+// Lint checks the layer graph (unknown parent, cycle, duplicate name, missing Containerfile) and every
+// Containerfile: final stage FROM ${BASE_IMAGE}, RUN bootc container lint last, nothing copied under /var.
+// +check
+func (m *Imagemode) Lint(ctx context.Context) (string, error) {
+	s, err := m.session(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer s.close()
+	d, err := s.dir(ctx, m.Dir)
+	if err != nil {
+		return "", fail(err)
+	}
+	if err := engine.Lint(ctx, d); err != nil {
+		return "", fail(err)
+	}
+	return "layer graph and Containerfiles OK\n", nil
 }
 
-// Build builds one layer and its ancestors (e.g. homepage builds soe, httpd and homepage), like build-all.
+// Plan prints the build levels (layers of one level build in parallel), each layer's parent, and the references
+// a run would write. With --resolve it asks the registry for the base image digest.
 // +cache="never"
-func (m *Imagemode) Build(
+func (m *Imagemode) Plan(
 	ctx context.Context,
-	// The layer to build.
-	layer string,
-	// Repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode.
-	registry string,
-	// Containerfiles directory: layers.yaml and one folder per layer.
-	// +defaultPath="/containerfiles"
-	dir *dagger.Directory,
-	// The git checkout the commit is read from when --commit is not given.
-	// +defaultPath="/"
+	// Commit for the candidate tags shown.
 	// +optional
-	git *dagger.GitRepository,
-	// Base OS profile: rhel-9.6, rhel-10, centos-stream-9, centos-stream-10 (or any name with --base-image).
-	// +default="centos-stream-9"
-	profile string,
-	// Build the root layer on this bootc image instead of the profile's.
+	commit string,
+	// Run id for the run-scoped tags shown.
 	// +optional
-	baseImage string,
-	// Git commit the images are built from; default: HEAD of the checkout.
+	runID string,
+	// Resolve the base image to a digest (contacts its registry).
+	// +optional
+	resolve bool,
+) (string, error) {
+	s, err := m.session(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer s.close()
+	d, err := s.dir(ctx, m.Dir)
+	if err != nil {
+		return "", fail(err)
+	}
+	bp, err := s.secret(ctx, m.BaseRegistryPassword)
+	if err != nil {
+		return "", fail(err)
+	}
+	pl, err := engine.Plan(ctx, d, engine.PlanInput{Profile: m.Profile, BaseImage: m.BaseImage, Registry: m.Registry, Commit: commit,
+		RunID: runID, Resolve: resolve, BaseRegistryAuth: engine.Credential{Username: m.BaseRegistryUsername, Password: bp}})
+	if err != nil {
+		return "", fail(err)
+	}
+	b, err := json.MarshalIndent(pl, "", "  ")
+	if err != nil {
+		return "", fail(fmt.Errorf("encoding the plan: %w", err))
+	}
+	return string(b) + "\n", nil
+}
+
+// BuildAll builds every layer in dependency order — the SOE, then httpd and database in parallel, then homepage —
+// pushing each to <registry>/<layer>:build-<run-id>-<profile> and building its children FROM its exact digest.
+// Candidate tags sha-<commit>-<profile> are written only when every layer succeeded. Returns the run, on which
+// smoke-test, sign, attest, verify, ci, disk-image and promote chain.
+// +cache="never"
+func (m *Imagemode) BuildAll(
+	ctx context.Context,
+	// Build only these layers and their ancestors (repeatable; default: all).
+	// +optional
+	layer []string,
+	// Git commit the images are built from (labels and candidate tags); default: HEAD of the checkout.
 	// +optional
 	commit string,
 	// Id of this run, used in run-scoped tags (default: time and random).
 	// +optional
 	runID string,
-	// Extra build arguments KEY=VALUE for every layer.
+	// Extra build arguments KEY=VALUE for every layer (never secrets: they are recorded in the image).
 	// +optional
 	buildArg []string,
-	// Username for --registry.
-	// +optional
-	registryUsername string,
-	// Password or token for --registry.
-	// +optional
-	registryPassword *dagger.Secret,
-	// Username for the base image's registry.
-	// +optional
-	baseRegistryUsername string,
-	// Password or token for the base image's registry.
-	// +optional
-	baseRegistryPassword *dagger.Secret,
-	// RHEL entitlement certificate; RHEL profiles.
-	// +optional
-	entitlementCert *dagger.Secret,
-	// RHEL entitlement key; RHEL profiles.
-	// +optional
-	entitlementKey *dagger.Secret,
-	// RHSM CA; RHEL profiles.
-	// +optional
-	rhsmCa *dagger.Secret,
-	// crypt(3) hash of bootc-user's password; default: the account is locked.
-	// +optional
-	passwordHash *dagger.Secret,
-	// Cosign public key the SOE's hosts require (see build-all).
-	// +optional
-	trustKey *dagger.File,
-	// Repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry).
-	// +optional
-	trustedNamespace []string,
-	// Host policy with --trust-key: reject (every image not signed in a trusted namespace is refused) or
-	// namespaces (signatures required only inside them).
-	// +default="reject"
-	trustMode string,
-	// With --trust-mode reject, let hosts switch back to the stock base image's repository.
-	// +optional
-	trustAllowBase bool,
 	// Value of the org.opencontainers.image.source label.
 	// +optional
 	sourceURL string,
@@ -344,200 +231,140 @@ func (m *Imagemode) Build(
 	// Layers of one level built at once (0: all).
 	// +optional
 	jobs int,
-	// Reuse a signed image whose inputs are unchanged instead of building the layer. Needs --public-key.
+	// RHEL entitlement certificate (/etc/pki/entitlement/<serial>.pem of a registered host); RHEL profiles.
+	// +optional
+	entitlementCert *dagger.Secret,
+	// RHEL entitlement key (/etc/pki/entitlement/<serial>-key.pem); RHEL profiles.
+	// +optional
+	entitlementKey *dagger.Secret,
+	// RHSM CA (/etc/rhsm/ca/redhat-uep.pem); RHEL profiles.
+	// +optional
+	rhsmCa *dagger.Secret,
+	// crypt(3) hash of bootc-user's password (mkpasswd --method=sha-512); default: the account is locked.
+	// +optional
+	passwordHash *dagger.Secret,
+	// Reuse a signed image whose inputs (Containerfile, context, arguments, profile, parent digest) are unchanged
+	// instead of building the layer: hosts then download nothing for it. Needs --public-key.
 	// +default=true
 	reuse bool,
-	// Cosign public key reused images must be signed with.
-	// +optional
-	publicKey *dagger.File,
-	// Layers to build even when their inputs are unchanged, or "all".
+	// Layers to build even when their inputs are unchanged, or "all" (picks up errata: the SOE updates packages).
 	// +optional
 	refresh []string,
 	// Key of the HMAC under which secret inputs (the password hash) enter input digests.
 	// +optional
 	inputsKey *dagger.Secret,
-) (*BuildResult, error) {
-	return m.build(ctx, []string{layer}, registry, dir, git, profile, baseImage, commit, runID, buildArg, sourceURL, sourceDateEpoch, jobs,
-		registryUsername, registryPassword, baseRegistryUsername, baseRegistryPassword, entitlementCert, entitlementKey, rhsmCa, passwordHash,
-		trustKey, trustedNamespace, trustMode, trustAllowBase, reuseOptions{reuse: reuse, publicKey: publicKey, refresh: refresh, inputsKey: inputsKey})
-}
-
-func (m *Imagemode) build(ctx context.Context, only []string, registry string, dir *dagger.Directory, git *dagger.GitRepository,
-	profile, baseImage, commit, runID string, buildArg []string, sourceURL string, sourceDateEpoch, jobs int,
-	registryUsername string, registryPassword *dagger.Secret, baseRegistryUsername string, baseRegistryPassword *dagger.Secret,
-	entitlementCert, entitlementKey, rhsmCa, passwordHash *dagger.Secret,
-	trustKey *dagger.File, trustedNamespace []string, trustMode string, trustAllowBase bool, ro reuseOptions,
-) (*BuildResult, error) {
-	c, err := connect(ctx)
+) (*Run, error) {
+	s, err := m.session(ctx)
 	if err != nil {
-		return nil, engine.Flatten(err)
+		return nil, err
 	}
-	defer c.Close()
-	in := engine.BuildInput{
-		Registry: registry, Profile: profile, BaseImage: baseImage, Commit: commit, RunID: runID,
-		Layers: only, BuildArgs: buildArg, SourceURL: sourceURL, SourceDateEpoch: int64(sourceDateEpoch), Jobs: jobs,
+	defer s.close()
+	in := engine.BuildInput{Registry: m.Registry, Profile: m.Profile, BaseImage: m.BaseImage, Commit: commit, RunID: runID,
+		Layers: layer, BuildArgs: buildArg, SourceURL: sourceURL, SourceDateEpoch: int64(sourceDateEpoch), Jobs: jobs,
+		TrustedNamespaces: m.TrustedNamespace, TrustMode: m.TrustMode, TrustAllowBase: m.TrustAllowBase, Reuse: reuse, Refresh: refresh}
+	in.RegistryAuth.Username, in.BaseRegistryAuth.Username = m.RegistryUsername, m.BaseRegistryUsername
+	if in.Dir, err = s.dir(ctx, m.Dir); err != nil {
+		return nil, fail(err)
 	}
-	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
-		return nil, engine.Flatten(err)
+	if in.Git, err = s.git(ctx, m.Git); err != nil {
+		return nil, fail(err)
 	}
-	if in.Git, err = loadGit(ctx, c, git); err != nil {
-		return nil, engine.Flatten(err)
-	}
-	secrets := []struct {
+	for _, x := range []struct {
 		dst *(*lib.Secret)
 		src *dagger.Secret
 	}{
-		{&in.RegistryAuth.Password, registryPassword},
-		{&in.BaseRegistryAuth.Password, baseRegistryPassword},
-		{&in.EntitlementCert, entitlementCert},
-		{&in.EntitlementKey, entitlementKey},
-		{&in.RHSMCA, rhsmCa},
-		{&in.PasswordHash, passwordHash},
-	}
-	for _, s := range secrets {
-		if *s.dst, err = loadSecret(ctx, c, s.src); err != nil {
-			return nil, engine.Flatten(err)
+		{&in.RegistryAuth.Password, m.RegistryPassword}, {&in.BaseRegistryAuth.Password, m.BaseRegistryPassword},
+		{&in.EntitlementCert, entitlementCert}, {&in.EntitlementKey, entitlementKey}, {&in.RHSMCA, rhsmCa},
+		{&in.PasswordHash, passwordHash}, {&in.InputsKey, inputsKey},
+	} {
+		if *x.dst, err = s.secret(ctx, x.src); err != nil {
+			return nil, fail(err)
 		}
 	}
-	in.RegistryAuth.Username, in.BaseRegistryAuth.Username = registryUsername, baseRegistryUsername
-	if in.TrustKey, err = loadFile(ctx, c, trustKey); err != nil {
-		return nil, engine.Flatten(err)
+	if in.TrustKey, err = s.file(ctx, m.TrustKey); err != nil {
+		return nil, fail(err)
 	}
-	in.TrustedNamespaces, in.TrustMode, in.TrustAllowBase = trustedNamespace, trustMode, trustAllowBase
-	in.Reuse, in.Refresh = ro.reuse, ro.refresh
-	if in.PublicKey, err = loadFile(ctx, c, ro.publicKey); err != nil {
-		return nil, engine.Flatten(err)
+	if in.PublicKey, err = s.file(ctx, m.PublicKey); err != nil {
+		return nil, fail(err)
 	}
-	if in.InputsKey, err = loadSecret(ctx, c, ro.inputsKey); err != nil {
-		return nil, engine.Flatten(err)
-	}
-	rep, err := engine.BuildAll(ctx, c, in, os.Stderr)
+	rep, err := engine.BuildAll(ctx, s.c, in, os.Stderr)
 	if err != nil {
 		if rep != nil {
-			return nil, engine.Flatten(fmt.Errorf("%w\n\n%s", err, rep.Table()))
+			return nil, fail(fmt.Errorf("%w\n\n%s", err, rep.Table()))
 		}
-		return nil, engine.Flatten(err)
+		return nil, fail(err)
 	}
-	return result(rep)
+	return m.newRun(rep)
 }
 
-func result(rep *report.Report) (*BuildResult, error) {
-	b, err := rep.JSON()
-	if err != nil {
-		return nil, engine.Flatten(err)
-	}
-	return &BuildResult{Report: string(b), Table: rep.Table()}, nil
-}
-
-// signInput converts the signing arguments shared by sign, verify and promote.
-func signInput(ctx context.Context, c *lib.Client, images []string, rep string, key, password *dagger.Secret, publicKey *dagger.File,
-	registryUsername string, registryPassword *dagger.Secret) (engine.SignInput, error) {
-	in := engine.SignInput{Images: images, Report: rep, RegistryAuth: engine.Credential{Username: registryUsername}}
-	var err error
-	if in.Key, err = loadSecret(ctx, c, key); err != nil {
-		return in, engine.Flatten(err)
-	}
-	if in.Password, err = loadSecret(ctx, c, password); err != nil {
-		return in, engine.Flatten(err)
-	}
-	if in.RegistryAuth.Password, err = loadSecret(ctx, c, registryPassword); err != nil {
-		return in, engine.Flatten(err)
-	}
-	if in.PublicKey, err = loadFile(ctx, c, publicKey); err != nil {
-		return in, engine.Flatten(err)
-	}
-	return in, nil
-}
-
-// Sign signs images by digest with a cosign key, in the sha256-<digest>.sig format podman, skopeo and bootc
-// verify. No transparency-log upload.
-// +cache="never"
-func (m *Imagemode) Sign(
-	ctx context.Context,
-	// Cosign private key.
-	key *dagger.Secret,
-	// Password of the key.
-	// +optional
-	password *dagger.Secret,
-	// Images by digest, repository@sha256:... (repeatable).
-	// +optional
-	image []string,
-	// A build-all report (its JSON): every layer of it is signed.
-	// +optional
+// Run loads the report (JSON) of an earlier build-all, so that the next stages run apart from the build.
+func (m *Imagemode) Run(
+	// The report, e.g. "$(cat report.json)".
 	report string,
-	// Username for the images' registry.
-	// +optional
-	registryUsername string,
-	// Password or token for the images' registry.
-	// +optional
-	registryPassword *dagger.Secret,
-) (string, error) {
-	c, err := connect(ctx)
+) (*Run, error) {
+	rep, err := parseReport(report)
 	if err != nil {
-		return "", engine.Flatten(err)
+		return nil, fail(fmt.Errorf("--report: %w", err))
 	}
-	defer c.Close()
-	in, err := signInput(ctx, c, image, report, key, password, nil, registryUsername, registryPassword)
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	out, err := engine.Sign(ctx, in)
-	return out, engine.Flatten(err)
+	return m.newRun(rep)
 }
 
-// Verify checks that images carry a signature by the key, made for that digest in that repository.
+// Candidate loads a finished run from the registry: every layer at its candidate tag sha-<commit>-<profile>,
+// checked to chain parent to child.
 // +cache="never"
-func (m *Imagemode) Verify(
+func (m *Imagemode) Candidate(
 	ctx context.Context,
-	// Cosign public key.
-	publicKey *dagger.File,
-	// Images by digest, repository@sha256:... (repeatable).
-	// +optional
-	image []string,
-	// A build-all report (its JSON): every layer of it is verified.
-	// +optional
-	report string,
-	// Username for the images' registry.
-	// +optional
-	registryUsername string,
-	// Password or token for the images' registry.
-	// +optional
-	registryPassword *dagger.Secret,
-) (string, error) {
-	c, err := connect(ctx)
+	// The commit the run built (at least 12 hex digits).
+	commit string,
+) (*Run, error) {
+	s, err := m.session(ctx)
 	if err != nil {
-		return "", engine.Flatten(err)
+		return nil, err
 	}
-	defer c.Close()
-	in, err := signInput(ctx, c, image, report, nil, nil, publicKey, registryUsername, registryPassword)
+	defer s.close()
+	d, err := s.dir(ctx, m.Dir)
 	if err != nil {
-		return "", engine.Flatten(err)
+		return nil, fail(err)
 	}
-	out, err := engine.Verify(ctx, in)
-	return out, engine.Flatten(err)
+	rp, err := s.secret(ctx, m.RegistryPassword)
+	if err != nil {
+		return nil, fail(err)
+	}
+	rep, err := engine.Candidate(ctx, d, m.Registry, m.Profile, commit, engine.Credential{Username: m.RegistryUsername, Password: rp})
+	if err != nil {
+		return nil, fail(err)
+	}
+	return m.newRun(rep)
 }
 
-// Promote verifies the candidates of the commit a git tag vX.Y.Z points to — every layer of every profile:
-// revision label, signature, a passing smoke-test attestation for that digest, the chain to its parent — and only
-// then moves the release tags X.Y.Z-<profile>, X.Y-<profile> and <profile>. Returns the promotion report (JSON).
+// Images makes a run of loose images by digest (repository@sha256:...), to sign, verify or smoke-test them.
+func (m *Imagemode) Images(
+	// Images by digest (repeatable).
+	image []string,
+) (*Run, error) {
+	if len(image) == 0 {
+		return nil, fail(fmt.Errorf("--image: give at least one image by digest"))
+	}
+	rep := &report.Report{Version: report.Version, Registry: m.Registry, Profile: m.Profile}
+	for _, ref := range image {
+		rep.Layers = append(rep.Layers, report.Layer{Ref: ref})
+	}
+	return &Run{Report: mustJSON(rep), Mod: m}, nil
+}
+
+// Promote verifies the candidates of the commit a git tag vX.Y.Z points to — for every layer of every profile the
+// revision label, signature, passing smoke verdicts and the chain to its parent, and the signed run record of the
+// run that tested them — and only then moves the release tags X.Y.Z-<profile>; X.Y-<profile> and <profile> follow
+// the newest complete release. Nothing held in memory is trusted: everything is read from the registry. Returns
+// the promotion report (JSON).
 // +cache="never"
 func (m *Imagemode) Promote(
 	ctx context.Context,
 	// The git tag, vX.Y.Z[-pre].
 	tag string,
-	// Candidates' repository prefix.
-	registry string,
-	// Profiles to promote (repeatable).
-	profile []string,
-	// Cosign public key the candidates are signed with.
-	publicKey *dagger.File,
-	// Containerfiles directory: the layers to promote.
-	// +defaultPath="/containerfiles"
-	dir *dagger.Directory,
-	// The git checkout the tag is resolved in when --commit is not given.
-	// +defaultPath="/"
+	// Profiles to promote (repeatable; default: --profile).
 	// +optional
-	git *dagger.GitRepository,
+	profile []string,
 	// Commit the tag points to (default: resolved in the checkout).
 	// +optional
 	commit string,
@@ -557,123 +384,41 @@ func (m *Imagemode) Promote(
 	// newest record in the registry.
 	// +optional
 	expectRun string,
-	// Username for the registry.
-	// +optional
-	registryUsername string,
-	// Password or token for the registry.
-	// +optional
-	registryPassword *dagger.Secret,
 ) (string, error) {
-	c, err := connect(ctx)
+	s, err := m.session(ctx)
 	if err != nil {
-		return "", engine.Flatten(err)
+		return "", err
 	}
-	defer c.Close()
-	si, err := signInput(ctx, c, nil, "", key, password, publicKey, registryUsername, registryPassword)
+	defer s.close()
+	if len(profile) == 0 {
+		profile = []string{m.Profile}
+	}
+	si, err := m.signInput(ctx, s, key, password)
 	if err != nil {
-		return "", engine.Flatten(err)
+		return "", fail(err)
 	}
-	si.Registry = registry
+	si.Registry = m.Registry
 	in := engine.PromoteInput{SignInput: si, Tag: tag, Commit: commit, ReleaseRegistry: releaseRegistry, Profiles: profile, Force: force, ExpectRun: expectRun}
-	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
-		return "", engine.Flatten(err)
+	if in.Dir, err = s.dir(ctx, m.Dir); err != nil {
+		return "", fail(err)
 	}
-	if in.Git, err = loadGit(ctx, c, git); err != nil {
-		return "", engine.Flatten(err)
+	if in.Git, err = s.git(ctx, m.Git); err != nil {
+		return "", fail(err)
 	}
 	rep, err := engine.Promote(ctx, in, os.Stderr)
 	if rep != nil {
 		out, jerr := rep.JSON()
 		if err != nil {
-			return "", engine.Flatten(fmt.Errorf("%w\n\n%s", err, rep.Text()))
+			return "", fail(fmt.Errorf("%w\n\n%s", err, rep.Text()))
 		}
-		return string(out), engine.Flatten(jerr)
+		return string(out), fail(jerr)
 	}
-	return "", engine.Flatten(err)
+	return "", fail(err)
 }
 
-// SmokeTest boots images in QEMU (in a service container) and probes them: the guest reaches multi-user, plus the
-// probes layers.yaml declares (HTTP pages, MariaDB round trip); in disk mode also bootc status shows the tested
-// digest booted and no unit failed. Returns the verdicts (JSON); with --key each verdict is attested, and
-// promotion requires a passing one. A failing verdict fails the function.
-// +cache="never"
-func (m *Imagemode) SmokeTest(
-	ctx context.Context,
-	// Images by digest, repository@sha256:... (repeatable).
-	// +optional
-	image []string,
-	// A build-all report (its JSON): every layer of it is tested.
-	// +optional
-	report string,
-	// Containerfiles directory: the layers' probes.
-	// +defaultPath="/containerfiles"
-	dir *dagger.Directory,
-	// Boot a bootc-image-builder disk (release fidelity) instead of the image's own kernel and root filesystem.
-	// +optional
-	disk bool,
-	// Disk builder image: quay.io/centos-bootc/bootc-image-builder, registry.redhat.io/rhelN/bootc-image-builder
-	// or ghcr.io/osbuild/image-builder-cli.
-	// +optional
-	diskBuilder string,
-	// Container image QEMU runs in: one with qemu-system-x86_64 and mkfs.ext4 on its PATH (default: Debian
-	// bookworm-slim with qemu-system-x86, qemu-utils and e2fsprogs installed by apt, cached by the engine).
-	// +optional
-	qemuImage string,
-	// Acceleration: auto (KVM, and TCG when KVM cannot run the guest), kvm or tcg.
-	// +default="auto"
-	accel string,
-	// Seconds from the VM's start within which every probe must pass.
-	// +default=240
-	deadline int,
-	// Guest memory in MiB.
-	// +default=1536
-	memory int,
-	// Cosign private key: attest each verdict.
-	// +optional
-	key *dagger.Secret,
-	// Password of the key.
-	// +optional
-	password *dagger.Secret,
-	// Username for the images' registry.
-	// +optional
-	registryUsername string,
-	// Password or token for the images' registry.
-	// +optional
-	registryPassword *dagger.Secret,
-) (string, error) {
-	c, err := connect(ctx)
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	defer c.Close()
-	si, err := signInput(ctx, c, image, report, key, password, nil, registryUsername, registryPassword)
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	in := engine.SmokeInput{SignInput: si, Disk: disk, DiskBuilder: diskBuilder, QEMUImage: qemuImage, Accel: accel,
-		Deadline: time.Duration(deadline) * time.Second, MemoryMB: memory}
-	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
-		return "", engine.Flatten(err)
-	}
-	verdicts, err := engine.SmokeTest(ctx, c, in, os.Stderr)
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	out, err := json.MarshalIndent(verdicts, "", "  ")
-	if err != nil {
-		return "", engine.Flatten(fmt.Errorf("encoding the verdicts: %w", err))
-	}
-	for _, v := range verdicts {
-		if v.Verdict != "pass" {
-			return "", engine.Flatten(fmt.Errorf("smoke test FAILED for %s: %s\n%s", v.Layer, v.Reason, out))
-		}
-	}
-	return string(out) + "\n", nil
-}
-
-// DiskImage builds a qcow2 disk of an image with bootc-image-builder (or image-builder): the image is pulled by
-// digest into the builder's containers-storage and installed following --follow (a tag, so bootc upgrade works),
-// with bootc-user and the given SSH key. Export it with `dagger call disk-image ... export --path disk.qcow2`.
+// DiskImage builds a qcow2 disk of an image with bootc-image-builder (or image-builder, --disk-builder): the image
+// is pulled by digest and installed following --follow (a tag, so bootc upgrade works), with bootc-user and the
+// given SSH key. Export it with `... disk-image ... export --path disk.qcow2`.
 // +cache="never"
 func (m *Imagemode) DiskImage(
 	ctx context.Context,
@@ -683,197 +428,26 @@ func (m *Imagemode) DiskImage(
 	follow string,
 	// OpenSSH public key for bootc-user.
 	sshKey string,
-	// Disk builder image.
-	// +default="quay.io/centos-bootc/bootc-image-builder:latest"
-	diskBuilder string,
-	// Username for the image's registry.
-	// +optional
-	registryUsername string,
-	// Password or token for the image's registry.
-	// +optional
-	registryPassword *dagger.Secret,
 ) (*dagger.File, error) {
-	c, err := connect(ctx)
+	s, err := m.session(ctx)
 	if err != nil {
-		return nil, engine.Flatten(err)
+		return nil, err
 	}
-	defer c.Close()
-	rp, err := loadSecret(ctx, c, registryPassword)
+	defer s.close()
+	rp, err := s.secret(ctx, m.RegistryPassword)
 	if err != nil {
-		return nil, engine.Flatten(err)
+		return nil, fail(err)
 	}
-	f, err := engine.DiskImage(ctx, c, engine.DiskInput{Image: image, Follow: follow, Builder: diskBuilder, SSHKey: sshKey,
-		RegistryAuth: engine.Credential{Username: registryUsername, Password: rp}})
+	f, err := engine.DiskImage(ctx, s.c, engine.DiskInput{Image: image, Follow: follow, Builder: m.DiskBuilder, SSHKey: sshKey,
+		RegistryAuth: engine.Credential{Username: m.RegistryUsername, Password: rp}})
 	if err != nil {
-		return nil, engine.Flatten(err)
+		return nil, fail(err)
 	}
 	id, err := f.ID(ctx)
 	if err != nil {
-		return nil, engine.Flatten(fmt.Errorf("reading the disk's id: %w", err))
+		return nil, fail(fmt.Errorf("reading the disk's id: %w", err))
 	}
 	return dag.LoadFileFromID(dagger.FileID(id)), nil
-}
-
-// Ci is the end-to-end job main.yml and a laptop run: build-all, sign every layer, boot every layer in QEMU and
-// probe it (ephemeral; --disk boots bootc-image-builder disks), attest every verdict. Returns the report (JSON); a
-// failed build, signature or verdict fails the function.
-// +cache="never"
-func (m *Imagemode) Ci(
-	ctx context.Context,
-	// Repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode.
-	registry string,
-	// Cosign private key: signs the layers and their verdicts.
-	key *dagger.Secret,
-	// Containerfiles directory: layers.yaml and one folder per layer.
-	// +defaultPath="/containerfiles"
-	dir *dagger.Directory,
-	// The git checkout the commit is read from when --commit is not given.
-	// +defaultPath="/"
-	// +optional
-	git *dagger.GitRepository,
-	// Password of the key.
-	// +optional
-	password *dagger.Secret,
-	// Base OS profile: rhel-9.6, rhel-10, centos-stream-9, centos-stream-10 (or any name with --base-image).
-	// +default="centos-stream-9"
-	profile string,
-	// Build the root layer on this bootc image instead of the profile's.
-	// +optional
-	baseImage string,
-	// Git commit the images are built from; default: HEAD of the checkout.
-	// +optional
-	commit string,
-	// Id of this run, used in run-scoped tags (default: time and random).
-	// +optional
-	runID string,
-	// Username for --registry.
-	// +optional
-	registryUsername string,
-	// Password or token for --registry.
-	// +optional
-	registryPassword *dagger.Secret,
-	// Username for the base image's registry (registry.redhat.io for RHEL profiles).
-	// +optional
-	baseRegistryUsername string,
-	// Password or token for the base image's registry.
-	// +optional
-	baseRegistryPassword *dagger.Secret,
-	// RHEL entitlement certificate; RHEL profiles.
-	// +optional
-	entitlementCert *dagger.Secret,
-	// RHEL entitlement key; RHEL profiles.
-	// +optional
-	entitlementKey *dagger.Secret,
-	// RHSM CA; RHEL profiles.
-	// +optional
-	rhsmCa *dagger.Secret,
-	// Cosign public key the SOE's hosts require on images from --trusted-namespace (default namespace: --registry).
-	// +optional
-	trustKey *dagger.File,
-	// Repository prefix whose images hosts must verify (repeatable).
-	// +optional
-	trustedNamespace []string,
-	// Host policy with --trust-key: reject (every image not signed in a trusted namespace is refused) or
-	// namespaces (signatures required only inside them).
-	// +default="reject"
-	trustMode string,
-	// With --trust-mode reject, let hosts switch back to the stock base image's repository.
-	// +optional
-	trustAllowBase bool,
-	// Cosign public key reused (unchanged) layers must be signed with; without it nothing is reused.
-	// +optional
-	publicKey *dagger.File,
-	// Layers to build even when their inputs are unchanged, or "all".
-	// +optional
-	refresh []string,
-	// Reuse a signed image whose inputs are unchanged instead of building the layer (needs --public-key).
-	// +default=true
-	reuse bool,
-	// Key of the HMAC under which secret inputs (the password hash) enter input digests.
-	// +optional
-	inputsKey *dagger.Secret,
-	// crypt(3) hash of bootc-user's password (mkpasswd --method=sha-512); default: the account is locked.
-	// +optional
-	passwordHash *dagger.Secret,
-	// Extra build arguments KEY=VALUE for every layer (never secrets: they are recorded in the image).
-	// +optional
-	buildArg []string,
-	// Value of the org.opencontainers.image.source label.
-	// +optional
-	sourceURL string,
-	// Seconds since the epoch used as the images' creation time (reproducible configs); 0: none.
-	// +optional
-	sourceDateEpoch int,
-	// Layers of one level built at once (0: all).
-	// +optional
-	jobs int,
-	// Boot bootc-image-builder disks (release fidelity; SSH probes of bootc status and failed units) instead of
-	// the images' own kernel and root filesystem.
-	// +optional
-	disk bool,
-	// Disk builder image.
-	// +optional
-	diskBuilder string,
-	// Container image QEMU runs in (see smoke-test).
-	// +optional
-	qemuImage string,
-	// VM acceleration: auto, kvm or tcg.
-	// +default="auto"
-	accel string,
-	// Seconds from a VM's start within which every probe must pass.
-	// +default=240
-	deadline int,
-	// Guest memory in MiB.
-	// +default=1536
-	memory int,
-) (string, error) {
-	c, err := connect(ctx)
-	if err != nil {
-		return "", engine.Flatten(err)
-	}
-	defer c.Close()
-	in := engine.CIInput{Build: engine.BuildInput{Registry: registry, Profile: profile, BaseImage: baseImage, Commit: commit,
-		RunID: runID, TrustedNamespaces: trustedNamespace, TrustMode: trustMode, TrustAllowBase: trustAllowBase, Reuse: reuse, Refresh: refresh, BuildArgs: buildArg, SourceURL: sourceURL,
-		SourceDateEpoch: int64(sourceDateEpoch), Jobs: jobs}}
-	in.Smoke = engine.SmokeInput{Disk: disk, DiskBuilder: diskBuilder, QEMUImage: qemuImage, Accel: accel,
-		Deadline: time.Duration(deadline) * time.Second, MemoryMB: memory}
-	in.Build.RegistryAuth.Username, in.Build.BaseRegistryAuth.Username = registryUsername, baseRegistryUsername
-	if in.Build.Dir, err = loadDir(ctx, c, dir); err != nil {
-		return "", engine.Flatten(err)
-	}
-	if in.Build.Git, err = loadGit(ctx, c, git); err != nil {
-		return "", engine.Flatten(err)
-	}
-	for _, s := range []struct {
-		dst *(*lib.Secret)
-		src *dagger.Secret
-	}{
-		{&in.Key, key}, {&in.Password, password},
-		{&in.Build.RegistryAuth.Password, registryPassword}, {&in.Build.BaseRegistryAuth.Password, baseRegistryPassword},
-		{&in.Build.EntitlementCert, entitlementCert}, {&in.Build.EntitlementKey, entitlementKey}, {&in.Build.RHSMCA, rhsmCa},
-		{&in.Build.PasswordHash, passwordHash}, {&in.Build.InputsKey, inputsKey},
-	} {
-		if *s.dst, err = loadSecret(ctx, c, s.src); err != nil {
-			return "", engine.Flatten(err)
-		}
-	}
-	for _, f := range []struct {
-		dst *(*lib.File)
-		src *dagger.File
-	}{{&in.Build.TrustKey, trustKey}, {&in.Build.PublicKey, publicKey}} {
-		if *f.dst, err = loadFile(ctx, c, f.src); err != nil {
-			return "", engine.Flatten(err)
-		}
-	}
-	res, err := engine.CI(ctx, c, in, os.Stderr)
-	if res != nil {
-		out, jerr := res.JSON()
-		if err != nil {
-			return "", engine.Flatten(fmt.Errorf("%w\n\n%s", err, res.Text()))
-		}
-		return string(out), engine.Flatten(jerr)
-	}
-	return "", engine.Flatten(err)
 }
 
 // LifecycleTest proves the bootc life cycle of a candidate: a bootc-image-builder disk of --original (the previous
@@ -888,57 +462,80 @@ func (m *Imagemode) LifecycleTest(
 	original string,
 	// The candidate, by digest.
 	candidate string,
-	// Containerfiles directory: the layer's probes.
-	// +defaultPath="/containerfiles"
-	dir *dagger.Directory,
 	// Tag the installed host follows (repository:tag); moved to the candidate for the upgrade step.
 	// +optional
 	channel string,
 	// Images the host's signature policy must refuse (repeatable).
 	// +optional
 	refuse []string,
-	// Disk builder image.
-	// +optional
-	diskBuilder string,
-	// Container image QEMU runs in (see smoke-test).
-	// +optional
-	qemuImage string,
-	// VM acceleration: auto, kvm or tcg.
-	// +default="auto"
-	accel string,
 	// Seconds per step (a reboot plus probes).
 	// +default=300
 	stepDeadline int,
-	// Username for the registry.
-	// +optional
-	registryUsername string,
-	// Password or token for the registry.
-	// +optional
-	registryPassword *dagger.Secret,
 ) (string, error) {
-	c, err := connect(ctx)
+	s, err := m.session(ctx)
 	if err != nil {
-		return "", engine.Flatten(err)
+		return "", err
 	}
-	defer c.Close()
-	in := engine.LifecycleInput{Original: original, Candidate: candidate, Channel: channel, Refused: refuse, DiskBuilder: diskBuilder, QEMUImage: qemuImage,
-		Accel: accel, StepDeadline: time.Duration(stepDeadline) * time.Second, RegistryAuth: engine.Credential{Username: registryUsername}}
-	if in.Dir, err = loadDir(ctx, c, dir); err != nil {
-		return "", engine.Flatten(err)
+	defer s.close()
+	in := engine.LifecycleInput{Original: original, Candidate: candidate, Channel: channel, Refused: refuse, DiskBuilder: m.DiskBuilder,
+		QEMUImage: m.QemuImage, Accel: m.Accel, StepDeadline: time.Duration(stepDeadline) * time.Second,
+		RegistryAuth: engine.Credential{Username: m.RegistryUsername}}
+	if in.Dir, err = s.dir(ctx, m.Dir); err != nil {
+		return "", fail(err)
 	}
-	if in.RegistryAuth.Password, err = loadSecret(ctx, c, registryPassword); err != nil {
-		return "", engine.Flatten(err)
+	if in.RegistryAuth.Password, err = s.secret(ctx, m.RegistryPassword); err != nil {
+		return "", fail(err)
 	}
-	rep, err := engine.Lifecycle(ctx, c, in, os.Stderr)
+	rep, err := engine.Lifecycle(ctx, s.c, in, os.Stderr)
 	if err != nil {
-		return "", engine.Flatten(err)
+		return "", fail(err)
 	}
 	out, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		return "", engine.Flatten(fmt.Errorf("encoding the report: %w", err))
+		return "", fail(fmt.Errorf("encoding the report: %w", err))
 	}
-	if rep.Verdict != "pass" {
-		return "", engine.Flatten(fmt.Errorf("life-cycle test FAILED: %s\n%s", rep.Reason, out))
+	if rep.Verdict != smoke.Pass {
+		return "", fail(fmt.Errorf("life-cycle test FAILED: %s\n%s", rep.Reason, out))
 	}
 	return string(out) + "\n", nil
 }
+
+// signInput is the module's registry access plus a key (optional) and the public key.
+func (m *Imagemode) signInput(ctx context.Context, s *session, key, password *dagger.Secret) (engine.SignInput, error) {
+	in := engine.SignInput{Registry: m.Registry, RegistryAuth: engine.Credential{Username: m.RegistryUsername}}
+	var err error
+	if in.Key, err = s.secret(ctx, key); err != nil {
+		return in, err
+	}
+	if in.Password, err = s.secret(ctx, password); err != nil {
+		return in, err
+	}
+	if in.RegistryAuth.Password, err = s.secret(ctx, m.RegistryPassword); err != nil {
+		return in, err
+	}
+	if in.PublicKey, err = s.file(ctx, m.PublicKey); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+func (m *Imagemode) newRun(rep *report.Report) (*Run, error) {
+	b, err := rep.JSON()
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &Run{Report: string(b), Mod: m}, nil
+}
+
+func parseReport(s string) (*report.Report, error) { return report.Parse([]byte(s)) }
+
+func mustJSON(v any) string {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		panic(err) // report values always encode
+	}
+	return string(b)
+}
+
+// fail keeps the project's message whole (engine.Flatten).
+func fail(err error) error { return engine.Flatten(err) }

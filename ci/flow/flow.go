@@ -91,6 +91,15 @@ func (f *Flow) Run(ctx context.Context, cfg pipeline.Config) (*Result, error) {
 		res.Reason = "build: " + err.Error()
 		return res, fmt.Errorf("%w: build: %w", ErrFailed, err)
 	}
+	return f.AfterBuild(ctx, rep)
+}
+
+// AfterBuild signs, smoke-tests and attests the layers of a finished build (the module's `build-all … ci`).
+func (f *Flow) AfterBuild(ctx context.Context, rep *report.Report) (*Result, error) {
+	res := &Result{Verdict: smoke.Fail, Build: rep}
+	if f.Signer == nil {
+		return res, errors.New("ci needs the signing key (--key): candidates are signed before their smoke tests")
+	}
 	for _, l := range rep.Layers {
 		// Reused layers are signed already; signing again is a no-op (duplicate signatures are detected).
 		if err := f.Signer.Sign(ctx, l.Ref); err != nil {

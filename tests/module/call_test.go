@@ -62,15 +62,22 @@ func mustCall(t testing.TB, args ...string) result {
 
 const standinDir = "tests/standin/containerfiles"
 
-// familyArgs are the arguments that build the stand-in family on base in this run's registry.
-func familyArgs(base string) []string {
-	return []string{"--registry", env.registry, "--dir", standinDir, "--profile", "standin", "--base-image", base, "--commit", env.commit}
+// mod is the module's constructor arguments for the stand-in family built on base in this run's registry; every
+// call starts with them (the functions and their chains follow).
+func mod(base string, extra ...string) []string {
+	return append([]string{"--registry", env.registry, "--dir", standinDir, "--profile", "standin", "--base-image", base,
+		"--public-key", env.pub}, extra...)
+}
+
+// keyArgs sign with the run's key.
+func keyArgs() []string {
+	return []string{"--key", "file:" + env.key, "--password", "env:" + passwordEnv}
 }
 
 // buildAll runs build-all and returns its report.
 func buildAll(t testing.TB, base string, extra ...string) (*report.Report, result) {
 	t.Helper()
-	args := append(append([]string{"build-all"}, familyArgs(base)...), extra...)
+	args := append(append(mod(base), "build-all", "--commit", env.commit), extra...)
 	r := mustCall(t, append(args, "report")...)
 	rep, err := report.Parse([]byte(r.stdout))
 	if err != nil {
@@ -82,17 +89,22 @@ func buildAll(t testing.TB, base string, extra ...string) (*report.Report, resul
 // smokeTest runs smoke-test on images and returns the verdicts.
 func smokeTest(t testing.TB, accel string, images ...string) []smoke.Verdict {
 	t.Helper()
-	args := []string{"smoke-test", "--dir", standinDir, "--accel", accel}
+	args := mod(env.base, "--accel", accel, "images")
 	for _, i := range images {
 		args = append(args, "--image", i)
 	}
-	r := mustCall(t, args...)
+	r := mustCall(t, append(args, "smoke-test", "verdicts")...)
+	return parseVerdicts(t, r.stdout, len(images))
+}
+
+func parseVerdicts(t testing.TB, out string, n int) []smoke.Verdict {
+	t.Helper()
 	var vs []smoke.Verdict
-	if err := json.Unmarshal([]byte(r.stdout), &vs); err != nil {
-		t.Fatalf("smoke-test output: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(out), &vs); err != nil {
+		t.Fatalf("verdicts: %v\n%s", err, out)
 	}
-	if len(vs) != len(images) {
-		t.Fatalf("%d verdicts for %d images", len(vs), len(images))
+	if len(vs) != n {
+		t.Fatalf("%d verdicts, want %d", len(vs), n)
 	}
 	return vs
 }

@@ -21,18 +21,18 @@ func TestModule(t *testing.T) {
 	var repBase string // the fresh base rep was built on
 
 	t.Run("lint", func(t *testing.T) {
-		r := mustCall(t, "lint", "--dir", standinDir)
+		r := mustCall(t, "--dir", standinDir, "lint")
 		if !strings.Contains(r.stdout, "OK") {
 			t.Errorf("lint: %q", r.stdout)
 		}
-		bad := call(t.Context(), "lint", "--dir", "ci/layers/testdata/cycle")
+		bad := call(t.Context(), "--dir", "ci/layers/testdata/cycle", "lint")
 		if bad.err == nil || !strings.Contains(bad.stderr, "layers.yaml:") || !strings.Contains(bad.stderr, "cycle") {
 			t.Errorf("lint of a cyclic graph: %v\n%s", bad.err, bad.tail())
 		}
 	})
 
 	t.Run("plan", func(t *testing.T) {
-		r := mustCall(t, "plan", "--dir", standinDir, "--profile", "standin", "--base-image", env.base, "--registry", env.registry, "--resolve")
+		r := mustCall(t, append(mod(env.base), "plan", "--resolve")...)
 		var pl struct {
 			BaseDigest string `json:"baseDigest"`
 			Levels     [][]struct {
@@ -72,8 +72,7 @@ func TestModule(t *testing.T) {
 	}
 
 	t.Run("build one layer with its ancestors", func(t *testing.T) {
-		args := append(append([]string{"build", "--layer", "homepage"}, familyArgs(repBase)...), "--run-id", "mtbuild", "report")
-		r := mustCall(t, args...)
+		r := mustCall(t, append(mod(repBase), "build-all", "--layer", "homepage", "--commit", env.commit, "--run-id", "mtbuild", "report")...)
 		one, err := report.Parse([]byte(r.stdout))
 		if err != nil {
 			t.Fatal(err)
@@ -87,17 +86,30 @@ func TestModule(t *testing.T) {
 		}
 	})
 
+	t.Run("fields of the run", func(t *testing.T) {
+		r := mustCall(t, append(mod(repBase), "build-all", "--commit", env.commit, "layer", "--name", "homepage", "digest")...)
+		if hp, _ := rep.Layer("homepage"); strings.TrimSpace(r.stdout) != hp.Digest {
+			t.Errorf("build-all layer --name homepage digest = %q, want %s", r.stdout, hp.Digest)
+		}
+		bad := call(t.Context(), append(mod(repBase), "run", "--report", reportJSON(t, rep), "layer", "--name", "nope", "digest")...)
+		if bad.err == nil || !strings.Contains(bad.stderr, `--name "nope"`) {
+			t.Errorf("an unknown layer: %v\n%s", bad.err, bad.tail())
+		}
+	})
+
 	t.Run("sign and verify", func(t *testing.T) {
 		js := reportJSON(t, rep)
-		r := mustCall(t, "sign", "--key", "file:"+env.key, "--password", "env:"+passwordEnv, "--report", js)
-		if n := strings.Count(r.stdout, "signed "); n != 4 {
-			t.Errorf("sign: %d signed lines\n%s", n, r.stdout)
-		}
-		r = mustCall(t, "verify", "--public-key", env.pub, "--report", js)
+		r := mustCall(t, append(append(mod(repBase), "run", "--report", js, "sign"), append(keyArgs(), "verify")...)...)
 		if n := strings.Count(r.stdout, "OK "); n != 4 {
-			t.Errorf("verify: %d OK lines\n%s", n, r.stdout)
+			t.Errorf("sign then verify: %d OK lines\n%s", n, r.stdout)
 		}
-		bad := call(t.Context(), "verify", "--public-key", env.otherPub, "--report", js)
+		other := append(mod(repBase), "run", "--report", js, "verify")
+		for i, a := range other {
+			if a == env.pub {
+				other[i] = env.otherPub
+			}
+		}
+		bad := call(t.Context(), other...)
 		if bad.err == nil || !strings.Contains(bad.stderr, "not verified") {
 			t.Errorf("verify with a key that signed nothing: %v\n%s", bad.err, bad.tail())
 		}
@@ -133,16 +145,35 @@ func TestModule(t *testing.T) {
 		}
 	})
 
+	t.Run("chained: build-all smoke-test sign, then a loaded report smoke-test attest, promote", func(t *testing.T) {
+		// One chain: the no-op build, its smoke tests (homepage and database included), the signatures.
+		r := mustCall(t, append(append(mod(repBase, "--accel", env.accel), "build-all", "--commit", env.commit, "smoke-test", "sign"), append(keyArgs(), "verdicts")...)...)
+		vs := parseVerdicts(t, r.stdout, 4)
+		for _, v := range vs {
+			if v.Verdict != smoke.Pass || v.RunID == "" || v.Commit != env.commit {
+				t.Errorf("%s: %s run %q commit %q", v.Layer, v.Verdict, v.RunID, v.Commit)
+			}
+		}
+		// Steps run apart: the report loaded from an earlier run; smoke-test then attest (verdicts and run record).
+		r = mustCall(t, append(append(mod(repBase, "--accel", env.accel), "run", "--report", reportJSON(t, rep), "smoke-test", "attest"), append(keyArgs(), "verdicts")...)...)
+		parseVerdicts(t, r.stdout, 4)
+		// The chained promote reads everything back from the registry.
+		r = mustCall(t, append(mod(repBase), "candidate", "--commit", env.commit, "promote", "--tag", "v0.9.0")...)
+		var pr release.Report
+		if err := json.Unmarshal([]byte(r.stdout), &pr); err != nil || !pr.Complete {
+			t.Fatalf("chained promote: %v\n%s", err, r.stdout)
+		}
+	})
+
 	t.Run("ci then promote", func(t *testing.T) {
-		args := append([]string{"ci"}, familyArgs(repBase)...)
-		args = append(args, "--key", "file:"+env.key, "--password", "env:"+passwordEnv, "--public-key", env.pub, "--accel", env.accel)
+		args := append(append(mod(repBase, "--accel", env.accel), "build-all", "--commit", env.commit, "ci"), append(keyArgs(), "result")...)
 		r := mustCall(t, args...)
 		var res flow.Result
 		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 			t.Fatalf("ci output: %v\n%s", err, r.stdout)
 		}
-		if res.Verdict != smoke.Pass || len(res.Verdicts) != 4 || len(res.Attested) != 4 || len(res.Signed) != 4 {
-			t.Fatalf("ci: verdict %s (%s), %d verdicts, %d attested, %d signed", res.Verdict, res.Reason, len(res.Verdicts), len(res.Attested), len(res.Signed))
+		if res.Verdict != smoke.Pass || len(res.Verdicts) != 4 || len(res.Attested) != 4 || len(res.Signed) != 4 || !res.Recorded {
+			t.Fatalf("ci: verdict %s (%s), %d verdicts, %d attested, %d signed, recorded %v", res.Verdict, res.Reason, len(res.Verdicts), len(res.Attested), len(res.Signed), res.Recorded)
 		}
 		for _, l := range res.Build.Layers {
 			if l.Status != report.StatusReused {
@@ -150,8 +181,7 @@ func TestModule(t *testing.T) {
 			}
 		}
 
-		r = mustCall(t, "promote", "--tag", "v1.0.0", "--commit", env.commit, "--registry", env.registry, "--profile", "standin",
-			"--public-key", env.pub, "--dir", standinDir)
+		r = mustCall(t, append(mod(repBase), "promote", "--tag", "v1.0.0", "--commit", env.commit, "--expect-run", res.Build.RunID)...)
 		var pr release.Report
 		if err := json.Unmarshal([]byte(r.stdout), &pr); err != nil {
 			t.Fatalf("promote output: %v\n%s", err, r.stdout)
@@ -166,6 +196,9 @@ func TestModule(t *testing.T) {
 		if hp, _ := res.Build.Layer("homepage"); got != hp.Digest {
 			t.Errorf("homepage:1.0.0-standin → %s, want %s", got, hp.Digest)
 		}
+		if got, err := registry.New().Digest(t.Context(), env.registry+"/homepage:standin"); err != nil || got != got1(res) {
+			t.Errorf("channel standin → %s (%v), want %s", got, err, got1(res))
+		}
 	})
 }
 
@@ -178,7 +211,7 @@ func TestModuleErrors(t *testing.T) {
 		if bad == "" {
 			bad = h + ":1"
 		}
-		args := []string{"build-all", "--registry", bad + "/imagemode", "--dir", standinDir, "--profile", "standin", "--base-image", env.base, "--commit", env.commit}
+		args := []string{"--registry", bad + "/imagemode", "--dir", standinDir, "--profile", "standin", "--base-image", env.base, "build-all", "--commit", env.commit}
 		r := call(t.Context(), args...)
 		if r.err == nil {
 			t.Fatal("build-all to an unreachable registry succeeded")
@@ -190,18 +223,23 @@ func TestModuleErrors(t *testing.T) {
 		}
 	})
 	t.Run("a loopback registry is explained", func(t *testing.T) {
-		r := call(t.Context(), "build-all", "--registry", "127.0.0.1:5000/imagemode", "--dir", standinDir, "--profile", "standin", "--base-image", env.base, "--commit", env.commit)
+		r := call(t.Context(), "--registry", "127.0.0.1:5000/imagemode", "--dir", standinDir, "--profile", "standin", "--base-image", env.base, "build-all", "--commit", env.commit)
 		if r.err == nil || !strings.Contains(r.stderr, "loopback") || !strings.Contains(r.stderr, "container") {
 			t.Errorf("build-all --registry 127.0.0.1:…: %v\n%s", r.err, r.tail())
 		}
 	})
 	t.Run("an unreachable disk builder points at --disk-builder", func(t *testing.T) {
 		img := env.base
-		r := call(t.Context(), "disk-image", "--image", img, "--follow", env.registry+"/standin/base:bookworm",
-			"--ssh-key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxxIYOq0bmR4+2DQEa3BmxWcDDRFr5BKkrGEXCvpi9H test",
-			"--disk-builder", env.registry+"/no/such-builder:latest", "size")
+		r := call(t.Context(), "--disk-builder", env.registry+"/no/such-builder:latest", "disk-image", "--image", img, "--follow", env.registry+"/standin/base:bookworm",
+			"--ssh-key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxxIYOq0bmR4+2DQEa3BmxWcDDRFr5BKkrGEXCvpi9H test", "size")
 		if r.err == nil || !strings.Contains(r.stderr, "--disk-builder") {
 			t.Errorf("disk-image with a missing builder: %v\n%s", r.err, r.tail())
 		}
 	})
+}
+
+// got1 is the homepage digest of a ci result.
+func got1(res flow.Result) string {
+	hp, _ := res.Build.Layer("homepage")
+	return hp.Digest
 }

@@ -12,28 +12,39 @@ import (
 	"unicode"
 )
 
-// moduleParams reads the Dagger module's functions and their parameters (kebab-case, as `dagger call` spells them).
+// moduleParams reads the Dagger module's constructor (key "new") and functions ("build-all", "run.smoke-test", ...)
+// and their parameters (kebab-case, as `dagger call` spells them).
 func moduleParams(t *testing.T) map[string][]string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "../../../dagger/main.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]string{}
-	for _, d := range f.Decls {
-		fn, ok := d.(*ast.FuncDecl)
-		if !ok || fn.Recv == nil || !fn.Name.IsExported() {
-			continue
+	for _, file := range []string{"../../../dagger/main.go", "../../../dagger/run.go"} {
+		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
 		}
-		var params []string
-		for _, p := range fn.Type.Params.List {
-			for _, n := range p.Names {
-				if n.Name != "ctx" {
-					params = append(params, kebab(n.Name))
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || !fn.Name.IsExported() {
+				continue
+			}
+			key := kebab(fn.Name.Name)
+			if fn.Recv != nil {
+				if star, ok := fn.Recv.List[0].Type.(*ast.StarExpr); ok {
+					if id, ok := star.X.(*ast.Ident); ok && id.Name == "Run" {
+						key = "run." + key
+					}
 				}
 			}
+			var params []string
+			for _, p := range fn.Type.Params.List {
+				for _, n := range p.Names {
+					if n.Name != "ctx" {
+						params = append(params, kebab(n.Name))
+					}
+				}
+			}
+			out[key] = params
 		}
-		out[kebab(fn.Name.Name)] = params
 	}
 	return out
 }
@@ -97,8 +108,15 @@ func TestCLIAndModuleTakeTheSameFlags(t *testing.T) {
 		"certificate-identity-regexp": "keyless", "certificate-oidc-issuer": "keyless",
 	}
 	// Per verb, flags that exist on one side only for that verb.
-	pairs := map[string]string{"build-all": "build-all", "build": "build", "ci": "ci", "smoke-test": "smoke", "sign": "sign",
-		"verify": "verify", "promote": "promote", "plan": "plan", "lint": "lint", "lifecycle-test": "lifecycle-test"}
+	// CLI verb → the module functions that do the same (after the constructor).
+	pairs := map[string][]string{"build-all": {"build-all"}, "build": {"build-all"}, "ci": {"build-all", "run.ci"},
+		"smoke": {"images", "run.smoke-test", "run.attest"}, "sign": {"images", "run.sign"}, "verify": {"images", "run.verify"}, "promote": {"promote"},
+		"plan": {"plan"}, "lint": {"lint"}, "lifecycle-test": {"lifecycle-test"}}
+	// Module arguments a verb's CLI does not have, for that verb.
+	verbModuleOnly := map[string]map[string]string{
+		"build-all": {"layer": "the CLI's build verb takes --layer"},
+		"ci":        {"layer": "the CLI's ci builds every layer"},
+	}
 	verbOnly := map[string]map[string]string{
 		"smoke": {"base-registry-username": "smoke reads only the images' registry", "base-registry-password-file": "as base-registry-username",
 			"parallel": "VMs at once on the host (the module boots one at a time)", "mode": "the module's --disk",
@@ -115,25 +133,46 @@ func TestCLIAndModuleTakeTheSameFlags(t *testing.T) {
 			"base-registry-username": "reads only the images' registry", "base-registry-password-file": "as base-registry-username"},
 	}
 	params := moduleParams(t)
-	for fn, verb := range pairs {
-		mp, ok := params[fn]
-		if !ok {
-			t.Errorf("the module has no function %s", fn)
-			continue
+	ctor := map[string]bool{}
+	for _, p := range params["new"] {
+		ctor[p] = true
+	}
+	if len(ctor) == 0 {
+		t.Fatal("the module has no constructor")
+	}
+	usedCtor := map[string]bool{}
+	for verb, fns := range pairs {
+		var fnParams []string
+		for _, fn := range fns {
+			mp, ok := params[fn]
+			if !ok {
+				t.Errorf("the module has no function %s", fn)
+			}
+			fnParams = append(fnParams, mp...)
 		}
 		cli := map[string]bool{}
 		for _, f := range cliFlags(t, verb) {
 			cli[f] = true
 		}
-		seen := map[string]bool{}
-		for _, p := range mp {
-			want := p
+		cliName := func(p string) string {
 			if a, ok := alias[p]; ok && !cli[p] {
-				want = a
+				return a
 			}
+			return p
+		}
+		seen := map[string]bool{}
+		// Every argument of the verb's functions is a flag of the verb.
+		for _, p := range fnParams {
+			want := cliName(p)
 			seen[want] = true
-			if !cli[want] && moduleOnly[p] == "" {
-				t.Errorf("module %s takes --%s; CLI %s has no --%s", fn, p, verb, want)
+			if !cli[want] && moduleOnly[p] == "" && verbModuleOnly[verb][p] == "" {
+				t.Errorf("module %v takes --%s; CLI %s has no --%s", fns, p, verb, want)
+			}
+		}
+		// Every flag of the verb is an argument of the constructor or of the verb's functions.
+		for p := range ctor {
+			if cli[cliName(p)] {
+				seen[cliName(p)], usedCtor[p] = true, true
 			}
 		}
 		var missing []string
@@ -144,7 +183,13 @@ func TestCLIAndModuleTakeTheSameFlags(t *testing.T) {
 		}
 		sort.Strings(missing)
 		for _, f := range missing {
-			t.Errorf("CLI %s takes --%s; module %s does not", verb, f, fn)
+			t.Errorf("CLI %s takes --%s; the module (constructor or %v) does not", verb, f, fns)
+		}
+	}
+	// Every constructor argument is a flag of some verb.
+	for p := range ctor {
+		if !usedCtor[p] && moduleOnly[p] == "" {
+			t.Errorf("the module's constructor takes --%s; no CLI verb has --%s", p, alias[p])
 		}
 	}
 }
