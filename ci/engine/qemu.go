@@ -173,6 +173,8 @@ type serviceVM struct {
 	started time.Time
 	log     io.Writer
 	cancel  context.CancelFunc
+	// base outlives the call that started the VM (stopping it must work after that call's context ended).
+	base context.Context
 
 	mu      sync.Mutex
 	serial  strings.Builder
@@ -184,8 +186,9 @@ type serviceVM struct {
 }
 
 func newServiceVM(ctx context.Context, svc *dagger.Service, host string, accel vm.Accel, started time.Time, log io.Writer) *serviceVM {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	v := &serviceVM{svc: svc, host: host, accel: accel, started: started, log: log, cancel: cancel, exited: make(chan struct{})}
+	base := context.WithoutCancel(ctx)
+	ctx, cancel := context.WithCancel(base)
+	v := &serviceVM{svc: svc, host: host, accel: accel, started: started, log: log, cancel: cancel, base: base, exited: make(chan struct{})}
 	go v.readSerial(ctx)
 	return v
 }
@@ -295,7 +298,7 @@ func (v *serviceVM) Fail(err error) {
 func (v *serviceVM) Close() error {
 	v.stop.Do(func() {
 		v.cancel()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(v.base, time.Minute)
 		defer cancel()
 		if _, err := v.svc.Stop(ctx, dagger.ServiceStopOpts{Kill: true}); err != nil {
 			v.stopErr = fmt.Errorf("stopping the QEMU service: %w", err)
