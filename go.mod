@@ -4,6 +4,7 @@ go 1.25.0
 
 require (
 	dagger.io/dagger v0.19.10
+	github.com/Masterminds/semver/v3 v3.3.1
 	github.com/go-sql-driver/mysql v1.9.3
 	github.com/google/go-containerregistry v0.22.1
 	github.com/moby/buildkit v0.26.3

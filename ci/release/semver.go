@@ -2,9 +2,10 @@ package release
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
+	"math"
 	"strings"
+
+	"github.com/Masterminds/semver/v3"
 )
 
 // Version is a release version from a git tag vX.Y.Z[-pre].
@@ -13,40 +14,33 @@ type Version struct {
 	Pre                 string
 }
 
-var semverRE = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(\+[0-9A-Za-z.-]+)?$`)
-
-// ParseTag parses a git tag such as v1.4.2 or v2.0.0-rc.1.
+// ParseTag parses a git tag such as v1.4.2 or v2.0.0-rc.1 with a strict semantic-version parser
+// (github.com/Masterminds/semver/v3 StrictNewVersion): the shorthands v1.2 and v1 are refused, leading zeros too,
+// and build metadata (it cannot be part of an image tag).
 func ParseTag(tag string) (Version, error) {
-	m := semverRE.FindStringSubmatch(tag)
-	if m == nil {
-		return Version{}, fmt.Errorf("git tag %q is not a release version: want vMAJOR.MINOR.PATCH, optionally -PRERELEASE (e.g. v1.4.2, v2.0.0-rc.1)", tag)
+	bad := fmt.Errorf("git tag %q is not a release version: want vMAJOR.MINOR.PATCH, optionally -PRERELEASE (e.g. v1.4.2, v2.0.0-rc.1)", tag)
+	rest, ok := strings.CutPrefix(tag, "v")
+	if !ok || rest == "" || rest[0] < '0' || rest[0] > '9' {
+		return Version{}, bad
 	}
-	if m[5] != "" {
-		return Version{}, fmt.Errorf("git tag %q: build metadata (%s) cannot be part of an image tag", tag, m[5])
+	sv, err := semver.StrictNewVersion(rest)
+	if err != nil {
+		return Version{}, fmt.Errorf("%w (%v)", bad, err)
 	}
-	v := Version{Pre: m[4]}
-	for i, dst := range []*int{&v.Major, &v.Minor, &v.Patch} {
-		n, err := strconv.Atoi(m[i+1])
-		if err != nil {
-			return Version{}, fmt.Errorf("git tag %q: %w", tag, err)
+	if sv.Metadata() != "" {
+		return Version{}, fmt.Errorf("git tag %q: build metadata (+%s) cannot be part of an image tag", tag, sv.Metadata())
+	}
+	v := Version{Pre: sv.Prerelease()}
+	for i, n := range []uint64{sv.Major(), sv.Minor(), sv.Patch()} {
+		if n > math.MaxInt32 {
+			return Version{}, fmt.Errorf("git tag %q: version number %d is too large", tag, n)
 		}
-		*dst = n
+		*[]*int{&v.Major, &v.Minor, &v.Patch}[i] = int(n)
 	}
-	for _, id := range strings.Split(v.Pre, ".") {
-		if len(id) > 1 && id[0] == '0' && isNumeric(id) {
-			return Version{}, fmt.Errorf("git tag %q: numeric pre-release identifier %q has a leading zero", tag, id)
-		}
+	if v.String() != rest {
+		return Version{}, bad // the strict parser and the tag disagree: never guess
 	}
 	return v, nil
-}
-
-func isNumeric(s string) bool {
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // String is X.Y.Z[-pre] (no "v").
@@ -61,41 +55,15 @@ func (v Version) String() string {
 // Prerelease reports whether v has a pre-release part.
 func (v Version) Prerelease() bool { return v.Pre != "" }
 
-// Compare orders versions by semver precedence (-1, 0, 1).
+// Compare orders versions by semver precedence (-1, 0, 1), with the same library.
 func (v Version) Compare(o Version) int {
-	for _, d := range []int{v.Major - o.Major, v.Minor - o.Minor, v.Patch - o.Patch} {
-		if d != 0 {
-			return sign(d)
-		}
+	a, aerr := semver.StrictNewVersion(v.String())
+	b, berr := semver.StrictNewVersion(o.String())
+	if aerr != nil || berr != nil {
+		// Zero values (no release yet) sort first.
+		return sign(strings.Compare(v.String(), o.String()))
 	}
-	switch {
-	case v.Pre == o.Pre:
-		return 0
-	case v.Pre == "":
-		return 1
-	case o.Pre == "":
-		return -1
-	}
-	a, b := strings.Split(v.Pre, "."), strings.Split(o.Pre, ".")
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] == b[i] {
-			continue
-		}
-		an, bn := isNumeric(a[i]), isNumeric(b[i])
-		switch {
-		case an && bn:
-			x, _ := strconv.Atoi(a[i])
-			y, _ := strconv.Atoi(b[i])
-			return sign(x - y)
-		case an:
-			return -1
-		case bn:
-			return 1
-		default:
-			return sign(strings.Compare(a[i], b[i]))
-		}
-	}
-	return sign(len(a) - len(b))
+	return a.Compare(b)
 }
 
 func sign(d int) int {
