@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/imagemode/imagemode/ci/build"
+	"github.com/imagemode/imagemode/ci/internal/keytest"
 	"github.com/imagemode/imagemode/ci/internal/regtest"
 	"github.com/imagemode/imagemode/ci/pipeline"
 	"github.com/imagemode/imagemode/ci/profile"
@@ -49,18 +50,7 @@ func setup(t *testing.T, fail string) (*Flow, pipeline.Config, *signing.KeyVerif
 		repo := req.Target[:strings.LastIndex(req.Target, ":")]
 		return build.Result{Digest: d, Ref: repo + "@" + d}, err
 	})
-	priv, pub, err := signing.GenerateKeyPair([]byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := signing.NewKeySigner(priv, []byte("pw"), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := signing.NewKeyVerifier(pub, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, v, _ := keytest.Pair(t, reg, "pw")
 	cfg := pipeline.Config{Source: os.DirFS("../../containerfiles"), Dir: ".", Registry: host + "/im", Profile: prof,
 		Commit: strings.Repeat("c", 40), RunID: "ci1"}
 	return &Flow{Pipeline: pipeline.New(b, reg), Signer: s, Smoker: fakeSmoker{fail: fail}}, cfg, v

@@ -16,7 +16,7 @@ import (
 
 // buildAt makes another complete candidate family of commit c in the same repositories (new digests), tested by a
 // passing run with a record; it becomes the fixture's current family.
-func (f *fixture) buildAt(t testing.TB, c string) map[string]string {
+func (f *fixture) buildAt(t testing.TB, c, runID string) map[string]string {
 	t.Helper()
 	f.digests = map[string]string{}
 	cand := tags.Candidate(c, profile)
@@ -33,7 +33,7 @@ func (f *fixture) buildAt(t testing.TB, c string) map[string]string {
 			t.Fatal(err)
 		}
 	}
-	f.run(t, c, "run-"+c[:6], nil)
+	f.run(t, c, runID, nil)
 	out := map[string]string{}
 	for k, v := range f.digests {
 		out[k] = v
@@ -191,7 +191,7 @@ func TestConcurrentPromotions(t *testing.T) {
 		for i := 0; i < rounds; i++ {
 			f := newFixture(t, jitter(4*time.Millisecond))
 			const ca, cb = "aaaa0123456789abcdef0123456789abcdef0123", "bbbb0123456789abcdef0123456789abcdef0123"
-			a, b := f.buildAt(t, ca), f.buildAt(t, cb)
+			a, b := f.buildAt(t, ca, "run-a"), f.buildAt(t, cb, "run-b")
 			older, newer := f.cfg("v20.3.1"), f.cfg("v20.3.2")
 			older.Commit, newer.Commit = ca, cb
 			var ea, eb error
@@ -213,7 +213,7 @@ func TestConcurrentPromotions(t *testing.T) {
 		for i := 0; i < rounds; i++ {
 			f := newFixture(t, jitter(4*time.Millisecond))
 			const ca, cb = "cccc0123456789abcdef0123456789abcdef0123", "dddd0123456789abcdef0123456789abcdef0123"
-			a, b := f.buildAt(t, ca), f.buildAt(t, cb)
+			a, b := f.buildAt(t, ca, "run-a"), f.buildAt(t, cb, "run-b")
 			ra, rb := f.cfg("v20.4.0"), f.cfg("v20.4.0")
 			ra.Commit, rb.Commit = ca, cb
 			var ea, eb error

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/imagemode/imagemode/ci/internal/keytest"
 	"github.com/imagemode/imagemode/ci/internal/regtest"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/record"
@@ -75,26 +76,8 @@ func newFixture(t testing.TB, wrap ...func(http.Handler) http.Handler) *fixture 
 	}
 	host := regtest.Start(t, h)
 	reg := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
-	priv, pub, err := signing.GenerateKeyPair([]byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := signing.NewKeySigner(priv, []byte("pw"), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := signing.NewKeyVerifier(pub, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opriv, _, err := signing.GenerateKeyPair([]byte("o"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := signing.NewKeySigner(opriv, []byte("o"), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, v, _ := keytest.Pair(t, reg, "pw")
+	o, _, _ := keytest.Pair(t, reg, "o")
 	return &fixture{host: host, ns: host + "/im", reg: reg, signer: s, other: o, ver: v, cnt: cnt, digests: map[string]string{}}
 }
 
@@ -129,26 +112,9 @@ func layerOf(ref string) string {
 	return repo[strings.LastIndex(repo, "/")+1:]
 }
 
-// build makes a complete, valid candidate family: labels, candidate tags, signatures, passing verdicts.
-func (f *fixture) build(t testing.TB) {
-	t.Helper()
-	ctx := t.Context()
-	cand := tags.Candidate(commit, profile)
-	base := "sha256:" + strings.Repeat("b", 64)
-	for _, l := range family {
-		parentDigest := base
-		if l.Parent != "" {
-			parentDigest = f.digests[l.Parent]
-		}
-		ref := f.image(t, l.Name, l.Parent, parentDigest, commit, cand)
-		_, d, _ := strings.Cut(ref, "@")
-		f.digests[l.Name] = d
-		if err := f.signer.Sign(ctx, ref); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.run(t, commit, "run1", nil)
-}
+// build makes a complete, valid candidate family: labels, candidate tags, signatures, and a passing run (run1)
+// with its record.
+func (f *fixture) build(t testing.TB) { f.buildAt(t, commit, "run1") }
 
 // fast makes the race-handling pauses of a promotion short (an in-process registry answers at once).
 var fast = WithSettle(5 * time.Millisecond)
