@@ -72,6 +72,9 @@ func (m MultiUser) Check(ctx context.Context, t Target) (string, error) {
 	return "multi-user.target active (systemctl is-active over SSH)", nil
 }
 
+// httpAttemptTimeout bounds one HTTP attempt.
+const httpAttemptTimeout = 2 * time.Second
+
 // HTTP GETs a path on guest port 80 and expects a status and a substring of the body. A port that accepts
 // connections proves nothing (QEMU's forward accepts them before the guest listens): only an HTTP answer counts.
 type HTTP struct {
@@ -104,7 +107,9 @@ func (h HTTP) GuestPorts() []int { return []int{h.port()} }
 // Check implements Probe.
 func (h HTTP) Check(ctx context.Context, t Target) (string, error) {
 	url := "http://" + t.Addr(h.port()) + h.path()
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	// A forwarded connection to a guest whose network is not up yet stalls instead of failing: give up on an attempt
+	// after 2 s (the next one starts 200 ms later) so that readiness is seen as soon as the guest answers.
+	ctx, cancel := context.WithTimeout(ctx, httpAttemptTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

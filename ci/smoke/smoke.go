@@ -157,9 +157,9 @@ type Spec struct {
 	Commit string
 	// RunID is the run's id, recorded in the verdict.
 	RunID string
-	Smoke  layers.Smoke
-	Mode   string
-	Accel  vm.Accel
+	Smoke layers.Smoke
+	Mode  string
+	Accel vm.Accel
 	// Deadline bounds boot plus probes (default 180 s).
 	Deadline time.Duration
 	MemoryMB int
