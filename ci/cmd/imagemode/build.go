@@ -34,9 +34,9 @@ type graphFlags struct {
 }
 
 func (g *graphFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.dir, "dir", "containerfiles", "containerfiles directory holding "+layers.GraphFile+" and one folder per layer")
-	fs.StringVar(&g.profile, "profile", profile.Default, "base OS profile: "+strings.Join(profile.Names(), ", ")+" (or any name with --base-image)")
-	fs.StringVar(&g.baseImage, "base-image", "", "build the root layer on this bootc image instead of the profile's (fully qualified reference)")
+	fs.StringVar(&g.dir, "dir", "containerfiles", mhelp("new.dir", "On the host: a path."))
+	fs.StringVar(&g.profile, "profile", mdefault("new.profile"), mhelp("new.profile"))
+	fs.StringVar(&g.baseImage, "base-image", "", mhelp("new.base-image"))
 }
 
 func (g *graphFlags) config() (pipeline.Config, error) {
@@ -90,10 +90,10 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("plan", "Print the build levels (layers of one level build in parallel), each layer's parent and, with\n--registry/--commit/--run-id, the references a run would write. With --resolve, ask the registry for the\nbase image digest.", stderr)
 	var g graphFlags
 	g.register(fs)
-	reg := fs.String("registry", "", "repository prefix layers are pushed under (optional here)")
-	commit := fs.String("commit", "", "commit for candidate tags (optional here)")
-	runID := fs.String("run-id", "", "run id for run-scoped tags (optional here)")
-	resolve := fs.Bool("resolve", false, "resolve the base image to a digest (contacts the registry)")
+	reg := fs.String("registry", "", mhelp("new.registry"))
+	commit := fs.String("commit", "", mhelp("plan.commit"))
+	runID := fs.String("run-id", "", mhelp("plan.run-id"))
+	resolve := fs.Bool("resolve", false, mhelp("plan.resolve"))
 	jsonOut := fs.Bool("json", false, "print the plan as JSON")
 	var rf registryFlags
 	rf.register(fs)
@@ -145,10 +145,10 @@ type registryFlags struct {
 }
 
 func (r *registryFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&r.user, "registry-username", "", "username for --registry (password from --registry-password-file or $IMAGEMODE_REGISTRY_PASSWORD; default: your docker/podman login)")
-	fs.StringVar(&r.passFile, "registry-password-file", "", "file holding the --registry password or token")
-	fs.StringVar(&r.baseUser, "base-registry-username", "", "username for the base image's registry, e.g. registry.redhat.io (password from --base-registry-password-file or $IMAGEMODE_BASE_REGISTRY_PASSWORD)")
-	fs.StringVar(&r.basePassFile, "base-registry-password-file", "", "file holding the base registry password")
+	fs.StringVar(&r.user, "registry-username", "", mhelp("new.registry-username", "On the host the password comes from --registry-password-file or $IMAGEMODE_REGISTRY_PASSWORD; default: your docker/podman login."))
+	fs.StringVar(&r.passFile, "registry-password-file", "", mhelp("new.registry-password", "A file on the host (default: $IMAGEMODE_REGISTRY_PASSWORD)."))
+	fs.StringVar(&r.baseUser, "base-registry-username", "", mhelp("new.base-registry-username"))
+	fs.StringVar(&r.basePassFile, "base-registry-password-file", "", mhelp("new.base-registry-password", "A file on the host (default: $IMAGEMODE_BASE_REGISTRY_PASSWORD)."))
 }
 
 type credential struct{ host, user, pass string }
@@ -232,31 +232,31 @@ type buildFlags struct {
 func (b *buildFlags) register(fs *flag.FlagSet) {
 	b.graphFlags.register(fs)
 	b.registryFlags.register(fs)
-	fs.StringVar(&b.registry, "registry", "", "repository prefix layers are pushed under, e.g. ghcr.io/ORG/imagemode (required)")
-	fs.StringVar(&b.commit, "commit", "", "git commit the images are built from (default: HEAD of the checkout holding --dir)")
-	fs.StringVar(&b.runID, "run-id", "", "id of this run, used in run-scoped tags build-<run-id>-<profile> (default: time and random)")
+	fs.StringVar(&b.registry, "registry", "", mhelp("new.registry"))
+	fs.StringVar(&b.commit, "commit", "", mhelp("build-all.commit", "On the host: of the checkout holding --dir."))
+	fs.StringVar(&b.runID, "run-id", "", mhelp("build-all.run-id"))
 	fs.StringVar(&b.builder, "builder", "buildah", "image builder on this host: buildah (the Dagger module builds with the engine)")
-	fs.Var(&b.buildArgs, "build-arg", "extra build argument KEY=VALUE for every layer (repeatable; never a secret)")
-	fs.IntVar(&b.jobs, "jobs", 0, "layers of one level built at once (0: all)")
+	fs.Var(&b.buildArgs, "build-arg", mhelp("build-all.build-arg"))
+	fs.IntVar(&b.jobs, "jobs", 0, mhelp("build-all.jobs"))
 	fs.StringVar(&b.reportFile, "report", "", "also write the JSON report to this file")
 	fs.BoolVar(&b.jsonOut, "json", false, "print the JSON report instead of the table")
-	fs.StringVar(&b.sourceURL, "source-url", "", "value of the org.opencontainers.image.source label (e.g. the repository URL)")
-	fs.StringVar(&b.entitlementCert, "entitlement-cert", "", "RHEL entitlement certificate file (build secret entitlement-cert; RHEL profiles)")
-	fs.StringVar(&b.entitlementKey, "entitlement-key", "", "RHEL entitlement key file (build secret entitlement-key; RHEL profiles)")
-	fs.StringVar(&b.rhsmCA, "rhsm-ca", "", "RHSM CA file, /etc/rhsm/ca/redhat-uep.pem (build secret rhsm-ca; RHEL profiles)")
-	fs.StringVar(&b.passwordHash, "password-hash-file", "", "file with a crypt(3) hash for bootc-user (make one with mkpasswd --method=sha-512); default: account locked")
+	fs.StringVar(&b.sourceURL, "source-url", "", mhelp("build-all.source-url"))
+	fs.StringVar(&b.entitlementCert, "entitlement-cert", "", mhelp("build-all.entitlement-cert", "File on the host."))
+	fs.StringVar(&b.entitlementKey, "entitlement-key", "", mhelp("build-all.entitlement-key", "File on the host."))
+	fs.StringVar(&b.rhsmCA, "rhsm-ca", "", mhelp("build-all.rhsm-ca", "File on the host."))
+	fs.StringVar(&b.passwordHash, "password-hash-file", "", mhelp("build-all.password-hash", "File on the host."))
 	fs.StringVar(&b.containersConf, "containers-conf", os.Getenv("CONTAINERS_CONF"), "containers.conf for buildah (e.g. runtime runc and lower default ulimits)")
 	fs.StringVar(&b.buildahRoot, "buildah-root", "", "buildah storage root (default: buildah's own)")
 	fs.StringVar(&b.buildahRunRoot, "buildah-runroot", "", "buildah run root (default: buildah's own)")
-	fs.StringVar(&b.trustKey, "trust-key", "", "cosign public key the SOE's hosts require on images from --trusted-namespace (installs /etc/containers/policy.json)")
-	fs.Var(&b.trustedNS, "trusted-namespace", "repository prefix whose images hosts must verify (repeatable; default with --trust-key: --registry)")
-	fs.StringVar(&b.trustMode, "trust-mode", policy.ModeReject, "host policy with --trust-key: reject (every image not signed in a trusted namespace is refused) or namespaces (signatures required only inside them)")
-	fs.BoolVar(&b.trustAllowBase, "trust-allow-base", false, "with --trust-mode reject, let hosts switch back to the stock base image's repository")
-	fs.BoolVar(&b.reuse, "reuse", true, "reuse a signed image whose inputs are unchanged instead of building the layer (needs --public-key)")
-	fs.StringVar(&b.publicKey, "public-key", "", "cosign public key that reused images must be signed with")
-	fs.StringVar(&b.refresh, "refresh", "", "comma-separated layers to build even when their inputs are unchanged, or \"all\" (picks up errata)")
-	fs.Int64Var(&b.epoch, "source-date-epoch", -1, "timestamp (seconds) of the files and images built (default: the commit time when --commit comes from git; 0: none)")
-	fs.StringVar(&b.inputsKeyFile, "inputs-key-file", "", "key of the HMAC under which secret inputs enter input digests (default: $IMAGEMODE_INPUTS_KEY)")
+	fs.StringVar(&b.trustKey, "trust-key", "", mhelp("new.trust-key", "File on the host."))
+	fs.Var(&b.trustedNS, "trusted-namespace", mhelp("new.trusted-namespace"))
+	fs.StringVar(&b.trustMode, "trust-mode", mdefault("new.trust-mode"), mhelp("new.trust-mode"))
+	fs.BoolVar(&b.trustAllowBase, "trust-allow-base", false, mhelp("new.trust-allow-base"))
+	fs.BoolVar(&b.reuse, "reuse", true, mhelp("build-all.reuse"))
+	fs.StringVar(&b.publicKey, "public-key", "", mhelp("new.public-key", "File on the host."))
+	fs.StringVar(&b.refresh, "refresh", "", mhelp("build-all.refresh", "Comma-separated on the host."))
+	fs.Int64Var(&b.epoch, "source-date-epoch", -1, mhelp("build-all.source-date-epoch", "On the host the default is the commit time when --commit comes from git."))
+	fs.StringVar(&b.inputsKeyFile, "inputs-key-file", "", mhelp("build-all.inputs-key", "A file on the host (default: $IMAGEMODE_INPUTS_KEY)."))
 }
 
 // trust returns the host trust configuration, or nil without --trust-key.
@@ -298,7 +298,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("build", "Build one layer and its ancestors (e.g. --layer homepage builds soe, httpd, homepage).", stderr)
 	var b buildFlags
 	b.register(fs)
-	layer := fs.String("layer", "", "the layer to build (required)")
+	layer := fs.String("layer", "", mhelp("build-all.layer", "On the host one layer, required."))
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

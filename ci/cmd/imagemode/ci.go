@@ -18,11 +18,11 @@ func runCI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var b buildFlags
 	b.register(fs)
 	var k keyFlags
-	fs.StringVar(&k.key, "key", "", "cosign private key: signs the layers and their verdicts (required)")
-	fs.StringVar(&k.passFile, "key-password-file", "", "file holding the key's password (default: $IMAGEMODE_KEY_PASSWORD)")
-	accelFlag := fs.String("accel", string(vm.AccelAuto), "VM acceleration: auto, kvm or tcg")
-	deadline := fs.Duration("deadline", 180*time.Second, "smoke-test deadline per VM, from its start")
-	memory := fs.Int("memory", 1536, "guest memory in MiB")
+	fs.StringVar(&k.key, "key", "", mhelp("run.ci.key", "File on the host."))
+	fs.StringVar(&k.passFile, "key-password-file", "", mhelp("run.ci.password", "A file on the host (default: $IMAGEMODE_KEY_PASSWORD)."))
+	accelFlag := fs.String("accel", mdefault("new.accel"), mhelp("new.accel"))
+	deadline := fs.Duration("deadline", 180*time.Second, mhelp("new.deadline", "On the host a duration (e.g. 180s; default 180s)."))
+	memory := fs.Int("memory", 1536, mhelp("new.memory"))
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

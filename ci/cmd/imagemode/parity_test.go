@@ -2,68 +2,28 @@ package main
 
 import (
 	"bytes"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"regexp"
 	"sort"
-	"strings"
 	"testing"
-	"unicode"
+
+	"github.com/imagemode/imagemode/ci/cmd/imagemode/internal/modulespec"
 )
 
-// moduleParams reads the Dagger module's constructor (key "new") and functions ("build-all", "run.smoke-test", ...)
-// and their parameters (kebab-case, as `dagger call` spells them).
+// moduleParams is the module's constructor ("new") and functions ("build-all", "run.smoke-test", ...) with their
+// parameters, as modulespec reads them from dagger/*.go.
 func moduleParams(t *testing.T) map[string][]string {
 	t.Helper()
+	args, err := modulespec.Read("../../../dagger")
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := map[string][]string{}
-	for _, file := range []string{"../../../dagger/main.go", "../../../dagger/run.go"} {
-		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range f.Decls {
-			fn, ok := d.(*ast.FuncDecl)
-			if !ok || !fn.Name.IsExported() {
-				continue
-			}
-			key := kebab(fn.Name.Name)
-			if fn.Recv != nil {
-				if star, ok := fn.Recv.List[0].Type.(*ast.StarExpr); ok {
-					if id, ok := star.X.(*ast.Ident); ok && id.Name == "Run" {
-						key = "run." + key
-					}
-				}
-			}
-			var params []string
-			for _, p := range fn.Type.Params.List {
-				for _, n := range p.Names {
-					if n.Name != "ctx" {
-						params = append(params, kebab(n.Name))
-					}
-				}
-			}
-			out[key] = params
+	for _, a := range args {
+		for _, fn := range a.Funcs {
+			out[fn] = append(out[fn], a.Name)
 		}
 	}
 	return out
-}
-
-func kebab(s string) string {
-	var b strings.Builder
-	rs := []rune(s)
-	for i, r := range rs {
-		if unicode.IsUpper(r) {
-			prevLower := i > 0 && unicode.IsLower(rs[i-1])
-			nextLower := i+1 < len(rs) && unicode.IsLower(rs[i+1])
-			if i > 0 && (prevLower || (nextLower && unicode.IsUpper(rs[i-1]))) {
-				b.WriteByte('-')
-			}
-			r = unicode.ToLower(r)
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 var flagLineRE = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)

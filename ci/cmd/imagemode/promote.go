@@ -17,21 +17,21 @@ import (
 
 func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("promote", "Promote the candidates of the commit a git tag points to: verify every layer of every profile (candidate,\nrevision label, signature, passing smoke attestation for that digest, chain to its parent), then move the\nrelease tags X.Y.Z-<profile>, X.Y-<profile> and <profile> (pre-releases: X.Y.Z-pre-<profile> only).\nNothing moves unless everything verifies; a rerun finishes an interrupted promotion.", stderr)
-	tag := fs.String("tag", "", "git tag vX.Y.Z[-pre] (required)")
-	commit := fs.String("commit", "", "commit the tag points to (default: resolved with git from the checkout holding --dir)")
-	reg := fs.String("registry", "", "candidates' repository prefix (required)")
-	releaseReg := fs.String("release-registry", "", "copy the promoted digests to this repository prefix and sign them there (needs --key)")
+	tag := fs.String("tag", "", mhelp("promote.tag"))
+	commit := fs.String("commit", "", mhelp("promote.commit", "On the host: with git in the checkout holding --dir."))
+	reg := fs.String("registry", "", mhelp("new.registry"))
+	releaseReg := fs.String("release-registry", "", mhelp("promote.release-registry"))
 	var profiles multiFlag
-	fs.Var(&profiles, "profile", "profile to promote (repeatable; required)")
-	dir := fs.String("dir", "containerfiles", "containerfiles directory: the layers to promote")
-	force := fs.Bool("force", false, "move an X.Y.Z tag that already points at another digest")
-	expectRun := fs.String("expect-run", "", "id of the CI run whose signed run record must be promoted (the newest run of the commit, e.g. gh-<run id>-<attempt>); default: the newest record in the registry")
+	fs.Var(&profiles, "profile", mhelp("promote.profile", "Required on the host."))
+	dir := fs.String("dir", "containerfiles", mhelp("new.dir", "On the host: a path."))
+	force := fs.Bool("force", false, mhelp("promote.force"))
+	expectRun := fs.String("expect-run", "", mhelp("promote.expect-run"))
 	jsonOut := fs.Bool("json", false, "print the JSON report")
 	reportFile := fs.String("report", "", "also write the JSON report to this file")
 	var k keyFlags
 	k.registerPublic(fs)
-	fs.StringVar(&k.key, "key", "", "cosign private key (only with --release-registry)")
-	fs.StringVar(&k.passFile, "key-password-file", "", "file holding the key's password (default: $IMAGEMODE_KEY_PASSWORD)")
+	fs.StringVar(&k.key, "key", "", mhelp("promote.key", "File on the host."))
+	fs.StringVar(&k.passFile, "key-password-file", "", mhelp("promote.password", "A file on the host (default: $IMAGEMODE_KEY_PASSWORD)."))
 	var rf registryFlags
 	rf.register(fs)
 	if err := parseFlags(fs, args); err != nil {

@@ -31,8 +31,8 @@ type keyFlags struct {
 }
 
 func (k *keyFlags) registerPrivate(fs *flag.FlagSet) {
-	fs.StringVar(&k.key, "key", "", "cosign private key file (required unless --keyless)")
-	fs.StringVar(&k.passFile, "key-password-file", "", "file holding the key's password (default: $IMAGEMODE_KEY_PASSWORD, else $COSIGN_PASSWORD)")
+	fs.StringVar(&k.key, "key", "", mhelp("run.sign.key", "A file on the host (or --keyless)."))
+	fs.StringVar(&k.passFile, "key-password-file", "", mhelp("run.sign.password", "A file on the host (default: $IMAGEMODE_KEY_PASSWORD, else $COSIGN_PASSWORD)."))
 	fs.BoolVar(&k.tlogUpload, "tlog-upload", false, "also upload key-mode signatures to the Rekor transparency log")
 	fs.StringVar(&k.rekorURL, "rekor-url", signing.DefaultRekorURL, "Rekor URL (keyless, --tlog-upload)")
 	fs.BoolVar(&k.keyless, "keyless", false, "sign with a Fulcio certificate for an OIDC identity instead of a key (a second, provenance signature; needs the public Sigstore services)")
@@ -41,7 +41,7 @@ func (k *keyFlags) registerPrivate(fs *flag.FlagSet) {
 }
 
 func (k *keyFlags) registerPublic(fs *flag.FlagSet) {
-	fs.StringVar(&k.pubKey, "public-key", "", "cosign public key file (or --certificate-identity-regexp for keyless signatures)")
+	fs.StringVar(&k.pubKey, "public-key", "", mhelp("new.public-key", "A file on the host (or --certificate-identity-regexp for keyless signatures)."))
 	fs.StringVar(&k.identityRE, "certificate-identity-regexp", "", "keyless: regular expression the signing certificate's subject must match (e.g. the workflow URI)")
 	fs.StringVar(&k.issuer, "certificate-oidc-issuer", signing.GitHubIssuer, "keyless: the OIDC issuer of the signing certificate")
 }
@@ -110,7 +110,7 @@ type imageFlags struct {
 }
 
 func (i *imageFlags) register(fs *flag.FlagSet) {
-	fs.Var(&i.images, "image", "image by digest, repository@sha256:... (repeatable)")
+	fs.Var(&i.images, "image", mhelp("images.image"))
 	fs.StringVar(&i.fromReport, "from-report", "", "every layer of this build report (JSON from build-all --report)")
 }
 
