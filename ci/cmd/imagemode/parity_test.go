@@ -13,17 +13,11 @@ import (
 // parameters, as modulespec reads them from dagger/*.go.
 func moduleParams(t *testing.T) map[string][]string {
 	t.Helper()
-	args, err := modulespec.Read("../../../dagger")
+	_, funcs, err := modulespec.ReadAll("../../../dagger")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]string{}
-	for _, a := range args {
-		for _, fn := range a.Funcs {
-			out[fn] = append(out[fn], a.Name)
-		}
-	}
-	return out
+	return funcs
 }
 
 var flagLineRE = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)

@@ -30,9 +30,16 @@ type Arg struct {
 // Read returns the module's parameters by "FUNCTION.ARG" ("new.registry", "build-all.commit", "run.ci.key"), from
 // the Go files of dir (dagger/).
 func Read(dir string) (map[string]*Arg, error) {
+	args, _, err := ReadAll(dir)
+	return args, err
+}
+
+// ReadAll is Read plus every function with its parameter names in order (functions without parameters too).
+func ReadAll(dir string) (map[string]*Arg, map[string][]string, error) {
+	funcs := map[string][]string{}
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sort.Strings(files)
 	out := map[string]*Arg{}
@@ -40,7 +47,7 @@ func Read(dir string) (map[string]*Arg, error) {
 	for _, file := range files {
 		f, err := parser.ParseFile(fset, file, nil, parser.ParseComments)
 		if err != nil {
-			return nil, fmt.Errorf("reading the module: %w", err)
+			return nil, nil, fmt.Errorf("reading the module: %w", err)
 		}
 		for _, d := range f.Decls {
 			fn, ok := d.(*ast.FuncDecl)
@@ -55,6 +62,7 @@ func Read(dir string) (map[string]*Arg, error) {
 					}
 				}
 			}
+			funcs[key] = []string{}
 			for _, p := range fn.Type.Params.List {
 				for _, n := range p.Names {
 					if n.Name == "ctx" {
@@ -63,11 +71,12 @@ func Read(dir string) (map[string]*Arg, error) {
 					help, def := comment(fset, f, p)
 					name := Kebab(n.Name)
 					out[key+"."+name] = &Arg{Name: name, Help: help, Default: def, Funcs: []string{key}}
+					funcs[key] = append(funcs[key], name)
 				}
 			}
 		}
 	}
-	return out, nil
+	return out, funcs, nil
 }
 
 // comment is the doc comment block ending on the line above p, without pragma lines, and its +default value.
