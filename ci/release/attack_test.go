@@ -182,24 +182,30 @@ func TestConcurrentPromotions(t *testing.T) {
 			}
 		}
 	}
-	promote := func(f *fixture, cfg Config, out *error, wg *sync.WaitGroup) {
-		defer wg.Done()
-		time.Sleep(time.Duration(rand.Int64N(int64(30 * time.Millisecond))))
-		_, *out = New(f.reg, f.ver, WithSettle(20*time.Millisecond)).Promote(t.Context(), cfg)
+	// race builds two families (commits ca and cb) and promotes them at once with tags ta and tb.
+	race := func(ca, cb, ta, tb string) (f *fixture, a, b map[string]string, ea, eb error) {
+		f = newFixture(t, jitter(4*time.Millisecond))
+		a, b = f.buildAt(t, ca, "run-a"), f.buildAt(t, cb, "run-b")
+		cfgA, cfgB := f.cfg(ta), f.cfg(tb)
+		cfgA.Commit, cfgB.Commit = ca, cb
+		var wg sync.WaitGroup
+		wg.Add(2)
+		for _, x := range []struct {
+			cfg Config
+			err *error
+		}{{cfgA, &ea}, {cfgB, &eb}} {
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(rand.Int64N(int64(30 * time.Millisecond))))
+				_, *x.err = New(f.reg, f.ver, WithSettle(20*time.Millisecond)).Promote(t.Context(), x.cfg)
+			}()
+		}
+		wg.Wait()
+		return f, a, b, ea, eb
 	}
 	t.Run("two versions: the newer wins", func(t *testing.T) {
 		for i := 0; i < rounds; i++ {
-			f := newFixture(t, jitter(4*time.Millisecond))
-			const ca, cb = "aaaa0123456789abcdef0123456789abcdef0123", "bbbb0123456789abcdef0123456789abcdef0123"
-			a, b := f.buildAt(t, ca, "run-a"), f.buildAt(t, cb, "run-b")
-			older, newer := f.cfg("v20.3.1"), f.cfg("v20.3.2")
-			older.Commit, newer.Commit = ca, cb
-			var ea, eb error
-			var wg sync.WaitGroup
-			wg.Add(2)
-			go promote(f, older, &ea, &wg)
-			go promote(f, newer, &eb, &wg)
-			wg.Wait()
+			f, a, b, ea, eb := race("aaaa0123456789abcdef0123456789abcdef0123", "bbbb0123456789abcdef0123456789abcdef0123", "v20.3.1", "v20.3.2")
 			if ea != nil || eb != nil {
 				t.Fatalf("round %d: %v / %v", i, ea, eb)
 			}
@@ -211,17 +217,7 @@ func TestConcurrentPromotions(t *testing.T) {
 	})
 	t.Run("one version from two commits: one whole release", func(t *testing.T) {
 		for i := 0; i < rounds; i++ {
-			f := newFixture(t, jitter(4*time.Millisecond))
-			const ca, cb = "cccc0123456789abcdef0123456789abcdef0123", "dddd0123456789abcdef0123456789abcdef0123"
-			a, b := f.buildAt(t, ca, "run-a"), f.buildAt(t, cb, "run-b")
-			ra, rb := f.cfg("v20.4.0"), f.cfg("v20.4.0")
-			ra.Commit, rb.Commit = ca, cb
-			var ea, eb error
-			var wg sync.WaitGroup
-			wg.Add(2)
-			go promote(f, ra, &ea, &wg)
-			go promote(f, rb, &eb, &wg)
-			wg.Wait()
+			f, a, b, ea, eb := race("cccc0123456789abcdef0123456789abcdef0123", "dddd0123456789abcdef0123456789abcdef0123", "v20.4.0", "v20.4.0")
 			root, err := f.reg.Digest(t.Context(), f.ns+"/soe:20.4.0-"+profile)
 			if err != nil {
 				t.Fatal(err)
