@@ -385,19 +385,14 @@ func (m *Imagemode) Promote(
 	// +optional
 	expectRun string,
 ) (string, error) {
-	s, err := m.session(ctx)
+	if len(profile) == 0 {
+		profile = []string{m.Profile}
+	}
+	s, si, err := m.begin(ctx, key, password)
 	if err != nil {
 		return "", err
 	}
 	defer s.close()
-	if len(profile) == 0 {
-		profile = []string{m.Profile}
-	}
-	si, err := m.signInput(ctx, s, key, password)
-	if err != nil {
-		return "", fail(err)
-	}
-	si.Registry = m.Registry
 	in := engine.PromoteInput{SignInput: si, Tag: tag, Commit: commit, ReleaseRegistry: releaseRegistry, Profiles: profile, Force: force, ExpectRun: expectRun}
 	if in.Dir, err = s.dir(ctx, m.Dir); err != nil {
 		return "", fail(err)
@@ -498,6 +493,20 @@ func (m *Imagemode) LifecycleTest(
 		return "", fail(fmt.Errorf("life-cycle test FAILED: %s\n%s", rep.Reason, out))
 	}
 	return string(out) + "\n", nil
+}
+
+// begin opens the engine session and the registry access (with key and password when given) of a function.
+func (m *Imagemode) begin(ctx context.Context, key, password *dagger.Secret) (*session, engine.SignInput, error) {
+	s, err := m.session(ctx)
+	if err != nil {
+		return nil, engine.SignInput{}, err
+	}
+	si, err := m.signInput(ctx, s, key, password)
+	if err != nil {
+		s.close()
+		return nil, engine.SignInput{}, fail(err)
+	}
+	return s, si, nil
 }
 
 // signInput is the module's registry access plus a key (optional) and the public key.

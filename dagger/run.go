@@ -129,15 +129,11 @@ func (r *Run) Sign(
 	// +optional
 	password *dagger.Secret,
 ) (*Run, error) {
-	s, err := r.Mod.session(ctx)
+	s, si, err := r.Mod.begin(ctx, key, password)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	si, err := r.Mod.signInput(ctx, s, key, password)
-	if err != nil {
-		return nil, fail(err)
-	}
 	si.Images, _, err = r.refs()
 	if err != nil {
 		return nil, fail(err)
@@ -154,15 +150,11 @@ func (r *Run) Sign(
 // repository; it fails if any does not.
 // +cache="never"
 func (r *Run) Verify(ctx context.Context) (string, error) {
-	s, err := r.Mod.session(ctx)
+	s, si, err := r.Mod.begin(ctx, nil, nil)
 	if err != nil {
 		return "", err
 	}
 	defer s.close()
-	si, err := r.Mod.signInput(ctx, s, nil, nil)
-	if err != nil {
-		return "", fail(err)
-	}
 	if si.Images, _, err = r.refs(); err != nil {
 		return "", fail(err)
 	}
@@ -181,15 +173,11 @@ func (r *Run) SmokeTest(
 	// +optional
 	disk bool,
 ) (*Run, error) {
-	s, err := r.Mod.session(ctx)
+	s, si, err := r.Mod.begin(ctx, nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	si, err := r.Mod.signInput(ctx, s, nil, nil)
-	if err != nil {
-		return nil, fail(err)
-	}
 	refs, rep, err := r.refs()
 	if err != nil {
 		return nil, fail(err)
@@ -239,15 +227,11 @@ func (r *Run) Attest(
 	if err := json.Unmarshal([]byte(r.Verdicts), &verdicts); err != nil {
 		return nil, fail(fmt.Errorf("reading the verdicts: %w", err))
 	}
-	s, err := r.Mod.session(ctx)
+	s, si, err := r.Mod.begin(ctx, key, password)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	si, err := r.Mod.signInput(ctx, s, key, password)
-	if err != nil {
-		return nil, fail(err)
-	}
 	rep, err := report.Parse([]byte(r.Report))
 	if err != nil {
 		rep = nil // loose images: verdicts only, no run record
@@ -280,15 +264,11 @@ func (r *Run) Ci(
 	if err != nil {
 		return nil, fail(fmt.Errorf("ci runs on a build-all run: %w", err))
 	}
-	s, err := r.Mod.session(ctx)
+	s, si, err := r.Mod.begin(ctx, key, password)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	si, err := r.Mod.signInput(ctx, s, key, password)
-	if err != nil {
-		return nil, fail(err)
-	}
 	in := r.Mod.smokeInput(engine.SignInput{}, disk)
 	if in.Dir, err = s.dir(ctx, r.Mod.Dir); err != nil {
 		return nil, fail(err)
