@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -23,11 +22,11 @@ import (
 // qemu-utils and e2fsprogs installed by apt (the engine caches that step).
 const DefaultQEMUImage = "docker.io/library/debian:bookworm-slim"
 
-// Ports of a QEMU service container: its serial console and QMP, beside the guest ports it forwards.
-const (
-	serialPort = 4444
-	qmpPort    = 4445
-)
+// qmpPort is the QMP port of a QEMU service container, beside the guest ports it forwards. The serial console is
+// not a port: QEMU keeps it in a ring buffer (vm.SerialRing) that QMP reads, so no connection has to be held to
+// it (a console port serves one client, and a console that stayed empty for a whole boot was seen on the engine
+// while the guest's HTTP answered).
+const qmpPort = 4445
 
 // QEMUContainer is the container QEMU and mkfs.ext4 run in. With image "" it is DefaultQEMUImage with the
 // packages installed (cached by the engine after the first run); any other image must have qemu-system-x86_64 and
@@ -141,12 +140,9 @@ func (l serviceLauncher) Launch(ctx context.Context, cfg vm.Config, accel vm.Acc
 	for _, f := range cfg.Forwards {
 		ctr = ctr.WithExposedPort(f.Host)
 	}
-	// QEMU serves its serial console and QMP to one client at a time: the engine's health check must not take the
-	// place of the module's reader (a console that stayed empty for a whole run was seen when it did).
-	skip := dagger.ContainerWithExposedPortOpts{ExperimentalSkipHealthcheck: true}
-	ctr = ctr.WithExposedPort(serialPort, skip).WithExposedPort(qmpPort, skip)
-	argv := append([]string{"qemu-system-x86_64"}, cfg.Args(accel,
-		fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", serialPort),
+	// QEMU serves QMP to one client at a time: the engine's health check must not take the module's place.
+	ctr = ctr.WithExposedPort(qmpPort, dagger.ContainerWithExposedPortOpts{ExperimentalSkipHealthcheck: true})
+	argv := append([]string{"qemu-system-x86_64"}, cfg.Args(accel, vm.SerialRing,
 		fmt.Sprintf("tcp:0.0.0.0:%d,server=on,wait=off", qmpPort))...)
 	svc, err := ctr.AsService(dagger.ContainerAsServiceOpts{Args: argv, InsecureRootCapabilities: true}).Start(ctx)
 	if err != nil {
@@ -176,8 +172,10 @@ type serviceVM struct {
 	// base outlives the call that started the VM (stopping it must work after that call's context ended).
 	base context.Context
 
+	// console is the serial console, kept by QEMU in a ring buffer and read over QMP.
+	console *vm.RingConsole
+
 	mu      sync.Mutex
-	serial  strings.Builder
 	exitErr error
 	exited  chan struct{}
 	once    sync.Once
@@ -189,65 +187,15 @@ func newServiceVM(ctx context.Context, svc *dagger.Service, host string, accel v
 	base := context.WithoutCancel(ctx)
 	ctx, cancel := context.WithCancel(base)
 	v := &serviceVM{svc: svc, host: host, accel: accel, started: started, log: log, cancel: cancel, base: base, exited: make(chan struct{})}
-	go v.readSerial(ctx)
+	v.console = vm.FollowRing(ctx, vm.QMP{Network: "tcp", Address: net.JoinHostPort(host, strconv.Itoa(qmpPort))}, vm.RingOptions{})
+	go func() {
+		select {
+		case <-v.console.Exited():
+			v.markExited(v.console.ExitError())
+		case <-ctx.Done():
+		}
+	}()
 	return v
-}
-
-// silentReconnect is how long a fresh serial connection may stay silent before it is made again.
-const silentReconnect = 5 * time.Second
-
-// readSerial streams the serial console. QEMU's serial server never closes a connection while it runs: an end of
-// stream followed by refused reconnections means QEMU exited.
-func (v *serviceVM) readSerial(ctx context.Context) {
-	var d net.Dialer
-	addr := net.JoinHostPort(v.host, strconv.Itoa(serialPort))
-	connected, failures := false, 0
-	for ctx.Err() == nil {
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			if connected {
-				if failures++; failures >= 5 {
-					v.markExited(errors.New("QEMU exited (the guest powered off, rebooted with -no-reboot, or panicked; QEMU's own messages are in the engine's log of the service)"))
-					return
-				}
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
-			continue
-		}
-		connected, failures = true, 0
-		buf := make([]byte, 4096)
-		got := false
-		for {
-			// A connection QEMU has not accepted (it serves one client; another one may hold the console) gives
-			// nothing: without a first byte within silentReconnect, connect again.
-			if !got {
-				if err := conn.SetReadDeadline(time.Now().Add(silentReconnect)); err != nil {
-					break
-				}
-			}
-			n, err := conn.Read(buf)
-			if n > 0 {
-				if !got {
-					got = true
-					if err := conn.SetReadDeadline(time.Time{}); err != nil {
-						break
-					}
-				}
-				v.mu.Lock()
-				v.serial.Write(buf[:n])
-				v.mu.Unlock()
-			}
-			if err != nil {
-				break
-			}
-		}
-		if err := conn.Close(); err != nil && ctx.Err() == nil {
-			fmt.Fprintf(v.log, "imagemode vm: closing the serial console: %v\n", err)
-		}
-	}
 }
 
 func (v *serviceVM) markExited(err error) {
@@ -265,11 +213,10 @@ func (v *serviceVM) Addr(p int) string       { return net.JoinHostPort(v.host, s
 func (v *serviceVM) Stderr() string          { return "" }
 func (v *serviceVM) Exited() <-chan struct{} { return v.exited }
 
-func (v *serviceVM) Serial() string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.serial.String()
-}
+func (v *serviceVM) Serial() string { return v.console.String() }
+
+// ConsoleState says how reading the console went (smoke.MultiUser names it when the console stays empty).
+func (v *serviceVM) ConsoleState() string { return v.console.State() }
 
 func (v *serviceVM) Status(ctx context.Context) (string, error) {
 	return vm.QMP{Network: "tcp", Address: net.JoinHostPort(v.host, strconv.Itoa(qmpPort))}.Status(ctx)

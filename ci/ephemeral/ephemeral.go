@@ -33,7 +33,11 @@ import (
 // when boot is slower (TCG guests sharing a CPU), it starts anyway and systemd then turns its own console output
 // off for good, so the "Reached target multi-user.target" line the smoke test waits for would never be printed.
 // Test boots need no login prompt on the console (probes use forwarded ports and SSH).
-const BaseCmdline = "root=/dev/vda rw console=ttyS0,115200n8 enforcing=0 panic=-1 systemd.mask=serial-getty@ttyS0.service"
+//
+// A kernel that panics waits 5 s before it reboots (panic=5), and QEMU, run with -no-reboot, exits then: the
+// console keeps the panic (under an engine it is read from QEMU's memory a few times a second, and what QEMU
+// holds when it exits is gone), and the smoke test sees "Kernel panic" there and fails at once anyway.
+const BaseCmdline = "root=/dev/vda rw console=ttyS0,115200n8 enforcing=0 panic=5 systemd.mask=serial-getty@ttyS0.service"
 
 // Boot is a prepared ephemeral boot.
 type Boot struct {

@@ -26,6 +26,11 @@ type Target interface {
 	Serial() string
 }
 
+// consoleStater is a Target that can say how reading its console went (a QEMU in an engine service).
+type consoleStater interface {
+	ConsoleState() string
+}
+
 // Probe is one check of a booted guest. Check is called repeatedly until it succeeds or the deadline passes.
 type Probe interface {
 	Name() string
@@ -56,10 +61,14 @@ func (MultiUser) GuestPorts() []int { return nil }
 
 // Check implements Probe.
 func (m MultiUser) Check(ctx context.Context, t Target) (string, error) {
-	if line := multiUserRE.FindString(ansiRE.ReplaceAllString(t.Serial(), "")); line != "" {
+	serial := t.Serial()
+	if line := multiUserRE.FindString(ansiRE.ReplaceAllString(serial, "")); line != "" {
 		return strings.TrimSpace(line), nil
 	}
 	if m.SSH == nil {
+		if c, ok := t.(consoleStater); ok && serial == "" {
+			return "", fmt.Errorf("the serial console stayed empty (%s)", c.ConsoleState())
+		}
 		return "", errors.New("the serial console does not show multi-user.target reached")
 	}
 	out, err := m.SSH.run(ctx, t, "systemctl is-active multi-user.target || true")

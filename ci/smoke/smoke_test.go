@@ -154,3 +154,29 @@ func TestAttachAndServices(t *testing.T) {
 		t.Errorf("services %v", s)
 	}
 }
+
+// statedGuest is a guest whose console reader can say how reading went (a QEMU in an engine service).
+type statedGuest struct {
+	*fakeGuest
+}
+
+func (statedGuest) ConsoleState() string { return "12 reads, 0 bytes" }
+
+// TestMultiUserNamesAnEmptyConsole: a console that stays empty is reported as such, with its reader's state, so a
+// failed verdict tells a broken console from a guest that never reached multi-user.
+func TestMultiUserNamesAnEmptyConsole(t *testing.T) {
+	g := statedGuest{newFake()}
+	_, err := MultiUser{}.Check(t.Context(), g)
+	if err == nil || !strings.Contains(err.Error(), "stayed empty (12 reads, 0 bytes)") {
+		t.Errorf("empty console: %v", err)
+	}
+	g.write("[  OK  ] Reached target basic.target\n")
+	_, err = MultiUser{}.Check(t.Context(), g)
+	if err == nil || !strings.Contains(err.Error(), "does not show multi-user.target reached") {
+		t.Errorf("console without the target: %v", err)
+	}
+	g.write("[  OK  ] Reached target multi-user.target - Multi-User System\n")
+	if d, err := (MultiUser{}).Check(t.Context(), g); err != nil || !strings.Contains(d, "multi-user.target") {
+		t.Errorf("console with the target: %q, %v", d, err)
+	}
+}

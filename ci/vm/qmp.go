@@ -3,6 +3,7 @@ package vm
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,7 +29,7 @@ func (q QMP) Status(ctx context.Context) (string, error) {
 			Status string `json:"status"`
 		} `json:"return"`
 	}
-	if err := q.command(ctx, "query-status", &out); err != nil {
+	if err := q.command(ctx, "query-status", nil, &out); err != nil {
 		return "", err
 	}
 	return out.Return.Status, nil
@@ -41,11 +42,28 @@ func (q QMP) Quit(timeout time.Duration) error {
 		return fmt.Errorf("connecting to QMP at %s: %w", q.Address, err)
 	}
 	defer conn.Close()
-	return qmpDo(conn, time.Now().Add(timeout), "quit", nil)
+	return qmpDo(conn, time.Now().Add(timeout), "quit", nil, nil)
 }
 
-func (q QMP) command(ctx context.Context, command string, out any) error {
-	var d net.Dialer
+// ReadRing takes what a ringbuf character device holds (QMP ringbuf-read, base64: the console's bytes as they
+// are), at most max bytes; the device keeps the rest for the next call.
+func (q QMP) ReadRing(ctx context.Context, device string, max int) ([]byte, error) {
+	var out struct {
+		Return string `json:"return"`
+	}
+	args := map[string]any{"device": device, "size": max, "format": "base64"}
+	if err := q.command(ctx, "ringbuf-read", args, &out); err != nil {
+		return nil, err
+	}
+	b, err := base64.StdEncoding.DecodeString(out.Return)
+	if err != nil {
+		return nil, fmt.Errorf("QMP ringbuf-read %s: decoding: %w", device, err)
+	}
+	return b, nil
+}
+
+func (q QMP) command(ctx context.Context, command string, args, out any) error {
+	d := net.Dialer{Timeout: 5 * time.Second}
 	conn, err := d.DialContext(ctx, q.Network, q.Address)
 	if err != nil {
 		return fmt.Errorf("connecting to QMP at %s: %w", q.Address, err)
@@ -55,11 +73,12 @@ func (q QMP) command(ctx context.Context, command string, out any) error {
 	if !ok || time.Until(dl) > 5*time.Second {
 		dl = time.Now().Add(5 * time.Second)
 	}
-	return qmpDo(conn, dl, command, out)
+	return qmpDo(conn, dl, command, args, out)
 }
 
-// qmpDo runs one command after the capabilities handshake and decodes the answer into out.
-func qmpDo(conn net.Conn, deadline time.Time, command string, out any) error {
+// qmpDo runs one command (with args, when not nil) after the capabilities handshake and decodes the answer into
+// out.
+func qmpDo(conn net.Conn, deadline time.Time, command string, args, out any) error {
 	if err := conn.SetDeadline(deadline); err != nil {
 		return fmt.Errorf("QMP deadline: %w", err)
 	}
@@ -68,7 +87,15 @@ func qmpDo(conn net.Conn, deadline time.Time, command string, out any) error {
 		return fmt.Errorf("reading the QMP greeting: %w", err)
 	}
 	for _, cmd := range []string{"qmp_capabilities", command} {
-		if _, err := fmt.Fprintf(conn, "{\"execute\":%q}\n", cmd); err != nil {
+		req := map[string]any{"execute": cmd}
+		if cmd == command && args != nil {
+			req["arguments"] = args
+		}
+		line, err := json.Marshal(req)
+		if err != nil {
+			return fmt.Errorf("QMP %s: %w", cmd, err)
+		}
+		if _, err := conn.Write(append(line, '\n')); err != nil {
 			return fmt.Errorf("QMP %s: %w", cmd, err)
 		}
 		for {
