@@ -89,12 +89,19 @@ func buildAll(t testing.TB, base string, extra ...string) (*report.Report, resul
 // smokeTest runs smoke-test on images and returns the verdicts.
 func smokeTest(t testing.TB, accel string, images ...string) []smoke.Verdict {
 	t.Helper()
+	vs, _ := smokeTestCall(t, accel, images...)
+	return vs
+}
+
+// smokeTestCall is smokeTest with the call's output (the engine's progress, the module's log lines).
+func smokeTestCall(t testing.TB, accel string, images ...string) ([]smoke.Verdict, result) {
+	t.Helper()
 	args := mod(env.base, "--accel", accel, "images")
 	for _, i := range images {
 		args = append(args, "--image", i)
 	}
 	r := mustCall(t, append(args, "smoke-test", "verdicts")...)
-	return parseVerdicts(t, r.stdout, len(images))
+	return parseVerdicts(t, r.stdout, len(images)), r
 }
 
 func parseVerdicts(t testing.TB, out string, n int) []smoke.Verdict {
