@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/imagemode/imagemode/ci/flow"
 	"github.com/imagemode/imagemode/ci/registry"
