@@ -4,6 +4,7 @@ package module
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -73,6 +74,11 @@ func BenchmarkModuleSmokeOverhead(b *testing.B) {
 				b.Fatalf("verdict %s: %s", v.Verdict, v.Reason)
 			}
 			verdict = append(verdict, time.Duration(v.ReadyMS())*time.Millisecond)
+			var probes []string
+			for _, p := range v.Probes {
+				probes = append(probes, fmt.Sprintf("%s %.1f s", p.Name, float64(p.SinceBootMS)/1000))
+			}
+			b.Logf("boot %d: bare %s, verdict %s (%s)", i+1, bare[i].Round(100*time.Millisecond), verdict[i].Round(100*time.Millisecond), strings.Join(probes, ", "))
 		}
 		b.ReportMetric(float64(median(verdict))/float64(median(bare)), "P1")
 		b.ReportMetric(median(bare).Seconds(), "bare-s")
