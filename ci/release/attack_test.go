@@ -18,9 +18,23 @@ import (
 // passing run with a record; it becomes the fixture's current family.
 func (f *fixture) buildAt(t testing.TB, c, runID string) map[string]string {
 	t.Helper()
+	f.pushFamily(t, c)
+	f.run(t, c, runID, nil)
+	out := map[string]string{}
+	for k, v := range f.digests {
+		out[k] = v
+	}
+	return out
+}
+
+// pushFamily pushes and signs the family at commit c as its candidate (no verdicts, no record); it becomes the
+// fixture's current family. It returns the images' references, parents first.
+func (f *fixture) pushFamily(t testing.TB, c string) []string {
+	t.Helper()
 	f.digests = map[string]string{}
 	cand := tags.Candidate(c, profile)
 	base := "sha256:" + strings.Repeat("b", 64)
+	var refs []string
 	for _, l := range family {
 		parentDigest := base
 		if l.Parent != "" {
@@ -32,13 +46,9 @@ func (f *fixture) buildAt(t testing.TB, c, runID string) map[string]string {
 		if err := f.signer.Sign(t.Context(), ref); err != nil {
 			t.Fatal(err)
 		}
+		refs = append(refs, ref)
 	}
-	f.run(t, c, runID, nil)
-	out := map[string]string{}
-	for k, v := range f.digests {
-		out[k] = v
-	}
-	return out
+	return refs
 }
 
 // attTag is the tag of an image's attestations.
@@ -131,19 +141,7 @@ func TestVerdictFreshnessAttacks(t *testing.T) {
 	})
 	t.Run("no record at all", func(t *testing.T) {
 		f := newFixture(t)
-		cand := tags.Candidate(commit, profile)
-		base := "sha256:" + strings.Repeat("b", 64)
-		for _, l := range family {
-			parentDigest := base
-			if l.Parent != "" {
-				parentDigest = f.digests[l.Parent]
-			}
-			ref := f.image(t, l.Name, l.Parent, parentDigest, commit, cand)
-			_, d, _ := strings.Cut(ref, "@")
-			f.digests[l.Name] = d
-			if err := f.signer.Sign(t.Context(), ref); err != nil {
-				t.Fatal(err)
-			}
+		for _, ref := range f.pushFamily(t, commit) {
 			if err := f.signer.Attest(t.Context(), ref, "https://imagemode.dev/attestations/smoke-test/v1", verdict(ref, smoke.Pass)); err != nil {
 				t.Fatal(err)
 			}
