@@ -4,19 +4,14 @@
 package pipeline
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"path"
 	"sort"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/imagemode/imagemode/ci/build"
 	"github.com/imagemode/imagemode/ci/buildctx"
@@ -74,6 +69,10 @@ type Config struct {
 	// the input digest only as an HMAC keyed with InputsKey.
 	SecretInputs map[string][]byte
 	InputsKey    []byte
+	// External says the layers are built by a builder outside this process (the Dagger module: BuildAll is not
+	// used, the builder drives Begin and Advance through step files). Such a builder sets no image times, so
+	// SourceDateEpoch is applied to the pushed image after the push.
+	External bool
 }
 
 func (c Config) refresh(layer string) bool {
@@ -251,97 +250,6 @@ func (p *Pipeline) plan(ctx context.Context, cfg Config, resolve bool) (*Plan, *
 	return pl, g, nil
 }
 
-// BuildAll builds the planned layers and writes their candidate tags. On error it returns the partial report
-// (what was pushed under run-scoped tags) with the error; no candidate tag is written unless every layer succeeded.
-func (p *Pipeline) BuildAll(ctx context.Context, cfg Config) (*report.Report, error) {
-	if p.builder == nil {
-		return nil, errors.New("no builder configured")
-	}
-	if err := registry.ValidatePrefix(cfg.Registry); err != nil {
-		return nil, err
-	}
-	if cfg.Commit == "" {
-		return nil, errors.New("--commit is required: the git commit the images are built from (the CLI reads it from the checkout)")
-	}
-	if cfg.RunID == "" {
-		return nil, errors.New("--run-id is required")
-	}
-	if err := cfg.Profile.Check(profile.Inputs{RegistryAuth: cfg.RegistryAuth, Secrets: cfg.Secrets}); err != nil {
-		return nil, err
-	}
-	start := p.now()
-	pl, g, err := p.plan(ctx, cfg, true)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range cfg.Refresh {
-		if _, ok := g.Layer(r); !ok && r != "all" {
-			return nil, fmt.Errorf("--refresh %q: not a layer of %s (or \"all\")", r, g.File)
-		}
-	}
-	if cfg.Reuse && p.verifier == nil {
-		p.logf("reuse is off: it needs a public key to verify what it reuses")
-		cfg.Reuse = false
-	}
-	rep := &report.Report{Version: report.Version, RunID: cfg.RunID, Commit: cfg.Commit, Registry: pl.Registry,
-		Profile: cfg.Profile.Name, ProfileMajor: cfg.Profile.Major, BaseImage: pl.BaseImage, BaseDigest: pl.BaseDigest, Started: start.UTC()}
-	p.logf("profile %s: base %s resolved to %s", cfg.Profile.Name, pl.BaseImage, pl.BaseDigest)
-	if cfg, err = p.injectTrust(ctx, cfg, pl, g); err != nil {
-		return nil, err
-	}
-	p.logf("building %d layer(s) in %d level(s): %s", countLayers(pl), len(pl.Levels), levelsString(pl.Names()))
-
-	var mu sync.Mutex
-	done := map[string]report.Layer{}
-	finish := func(err error) (*report.Report, error) {
-		rep.Layers = ordered(pl, done)
-		rep.DurationMS = p.now().Sub(start).Milliseconds()
-		return rep, err
-	}
-	for level, lv := range pl.Levels {
-		eg, ectx := errgroup.WithContext(ctx)
-		if p.jobs > 0 {
-			eg.SetLimit(p.jobs)
-		}
-		for _, planned := range lv {
-			layer, _ := g.Layer(planned.Name)
-			eg.Go(func() error {
-				mu.Lock()
-				parent, hasParent := done[layer.Parent]
-				mu.Unlock()
-				if layer.Parent != "" && !hasParent {
-					return fmt.Errorf("layer %q: parent %q was not built", layer.Name, layer.Parent)
-				}
-				lr, err := p.buildLayer(ectx, cfg, pl, layer, level, parent)
-				if err != nil {
-					return err
-				}
-				mu.Lock()
-				done[layer.Name] = lr
-				mu.Unlock()
-				return nil
-			})
-		}
-		if err := eg.Wait(); err != nil {
-			p.logf("level %d failed: no candidate tag written", level)
-			return finish(fmt.Errorf("level %d: %w", level, err))
-		}
-	}
-
-	candidate := tags.Candidate(cfg.Commit, cfg.Profile.Name)
-	for _, lv := range pl.Levels {
-		for _, l := range lv {
-			lr := done[l.Name]
-			if err := p.reg.Tag(ctx, lr.Ref, candidate); err != nil {
-				return finish(fmt.Errorf("writing candidate tag %q for layer %q: %w", candidate, l.Name, err))
-			}
-		}
-	}
-	rep.Candidates = true
-	p.logf("candidate tag %s written for %d layer(s)", candidate, len(done))
-	return finish(nil)
-}
-
 // injectTrust adds the host trust files to the build context of every root layer.
 func (p *Pipeline) injectTrust(ctx context.Context, cfg Config, pl *Plan, g *layers.Graph) (Config, error) {
 	var basePolicy []byte
@@ -401,104 +309,6 @@ func (p *Pipeline) injectTrust(ctx context.Context, cfg Config, pl *Plan, g *lay
 	}
 	cfg.ExtraFiles = extra
 	return cfg, nil
-}
-
-func (p *Pipeline) buildLayer(ctx context.Context, cfg Config, pl *Plan, layer layers.Layer, level int, parent report.Layer) (report.Layer, error) {
-	start := p.now()
-	repo := pl.Registry + "/" + layer.Name
-	runTag := tags.Run(cfg.RunID, cfg.Profile.Name)
-	var from, baseName, parentDigest string
-	if layer.Parent == "" {
-		r, err := registry.ParseRef(pl.BaseImage)
-		if err != nil {
-			return report.Layer{}, err
-		}
-		from = registry.DigestRef(r.Context().Name(), pl.BaseDigest)
-		baseName, parentDigest = pl.BaseImage, pl.BaseDigest
-	} else {
-		from, baseName, parentDigest = parent.Ref, parent.Ref, parent.Digest
-	}
-	ctxDir := path.Join(cfg.Dir, layer.Context)
-	files, err := buildctx.List(cfg.Source, ctxDir, layer.Containerfile)
-	if err != nil {
-		return report.Layer{}, fmt.Errorf("layer %q: %w", layer.Name, err)
-	}
-	args := map[string]string{}
-	for k, v := range cfg.BuildArgs {
-		args[k] = v
-	}
-	args[layers.BaseImageArg] = from
-	labels := map[string]string{
-		layers.LabelRevision:   cfg.Commit,
-		layers.LabelBaseName:   baseName,
-		layers.LabelBaseDigest: parentDigest,
-		layers.LabelTitle:      layer.Name,
-		layers.LabelLayer:      layer.Name,
-		layers.LabelProfile:    cfg.Profile.Name,
-	}
-	if layer.Parent != "" {
-		labels[layers.LabelParent] = layer.Parent
-	}
-	if cfg.SourceURL != "" {
-		labels[layers.LabelSource] = cfg.SourceURL
-	}
-	inDigest, err := p.inputDigest(cfg, layer, ctxDir, files, args, labels, parentDigest)
-	if err != nil {
-		return report.Layer{}, err
-	}
-	labels[layers.LabelInputs] = inDigest
-	lr := report.Layer{
-		Name: layer.Name, Parent: layer.Parent, Level: level, Repository: repo,
-		RunTag: runTag, CandidateTag: tags.Candidate(cfg.Commit, cfg.Profile.Name),
-		ParentDigest: parentDigest, BaseName: baseName, InputDigest: inDigest,
-	}
-	if cfg.Reuse && !cfg.refresh(layer.Name) {
-		reused, from, err := p.reusable(ctx, repo, inDigest)
-		if err != nil {
-			return report.Layer{}, fmt.Errorf("layer %q: %w", layer.Name, err)
-		}
-		if reused != "" {
-			if err := p.reg.Tag(ctx, registry.DigestRef(repo, reused), runTag); err != nil {
-				return report.Layer{}, fmt.Errorf("layer %q: tagging the reused image: %w", layer.Name, err)
-			}
-			lr.Digest, lr.Ref, lr.Status, lr.ReusedFrom = reused, registry.DigestRef(repo, reused), report.StatusReused, from
-			lr.DurationMS = p.now().Sub(start).Milliseconds()
-			p.logf("[level %d] %s: reused %s (inputs %s unchanged; built at %s)", level, layer.Name, lr.Ref, inputs.Short(inDigest), from)
-			return lr, nil
-		}
-	}
-	req := build.Request{
-		Layer:           layer.Name,
-		ContextDir:      ctxDir,
-		Files:           buildctx.Paths(files),
-		ExtraFiles:      cfg.ExtraFiles[layer.Name],
-		Containerfile:   layer.Containerfile,
-		BuildArgs:       args,
-		Labels:          labels,
-		Target:          repo + ":" + runTag,
-		SourceDateEpoch: cmp.Or(cfg.SourceDateEpoch, cfg.CommitTime),
-	}
-	p.logf("[level %d] %s: building FROM %s", level, layer.Name, from)
-	res, err := p.builder.Build(ctx, req)
-	if err != nil {
-		return report.Layer{}, err
-	}
-	// Trust the registry, not the builder: the run tag must point at the digest the builder reported.
-	got, err := p.reg.Digest(ctx, req.Target)
-	if err != nil {
-		return report.Layer{}, fmt.Errorf("layer %q: checking the pushed image: %w", layer.Name, err)
-	}
-	if got != res.Digest {
-		return report.Layer{}, fmt.Errorf("layer %q: the builder reported %s but %s points at %s", layer.Name, res.Digest, req.Target, got)
-	}
-	// The inputs tag makes the image findable by later runs with the same inputs.
-	if err := p.reg.Tag(ctx, registry.DigestRef(repo, res.Digest), tags.Inputs(inDigest)); err != nil {
-		return report.Layer{}, fmt.Errorf("layer %q: writing the inputs tag: %w", layer.Name, err)
-	}
-	lr.Digest, lr.Ref, lr.Status = res.Digest, registry.DigestRef(repo, res.Digest), report.StatusBuilt
-	lr.DurationMS = p.now().Sub(start).Milliseconds()
-	p.logf("[level %d] %s: pushed %s (%s)", level, layer.Name, lr.Ref, time.Duration(lr.DurationMS)*time.Millisecond)
-	return lr, nil
 }
 
 // inputDigest hashes everything that determines the layer: exactly the files sent to the builder.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imagemode/imagemode/ci/build"
 	"github.com/imagemode/imagemode/ci/build/buildah"
 	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
@@ -224,9 +225,11 @@ type buildFlags struct {
 	trustAllowBase  bool
 	reuse           bool
 	publicKey       string
-	refresh         string
+	refresh         multiFlag
 	inputsKeyFile   string
 	epoch           int64
+	stepIn          string
+	stepOut         string
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
@@ -235,7 +238,9 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.registry, "registry", "", mhelp("new.registry"))
 	fs.StringVar(&b.commit, "commit", "", mhelp("build-all.commit", "On the host: of the checkout holding --dir."))
 	fs.StringVar(&b.runID, "run-id", "", mhelp("build-all.run-id"))
-	fs.StringVar(&b.builder, "builder", "buildah", "image builder on this host: buildah (the Dagger module builds with the engine)")
+	fs.StringVar(&b.builder, "builder", "buildah", "image builder: buildah on this host, or engine: the Dagger module builds the layers of each step file (--step-out) and hands it back (--step-in)")
+	fs.StringVar(&b.stepIn, "step-in", "", "with --builder engine: the previous step file, with the builder's results (none for the first step)")
+	fs.StringVar(&b.stepOut, "step-out", "", "with --builder engine: where the next step file is written (the layers to build, or the report at the end)")
 	fs.Var(&b.buildArgs, "build-arg", mhelp("build-all.build-arg"))
 	fs.IntVar(&b.jobs, "jobs", 0, mhelp("build-all.jobs"))
 	fs.StringVar(&b.reportFile, "report", "", "also write the JSON report to this file")
@@ -254,7 +259,7 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&b.trustAllowBase, "trust-allow-base", false, mhelp("new.trust-allow-base"))
 	fs.BoolVar(&b.reuse, "reuse", true, mhelp("build-all.reuse"))
 	fs.StringVar(&b.publicKey, "public-key", "", mhelp("new.public-key", "File on the host."))
-	fs.StringVar(&b.refresh, "refresh", "", mhelp("build-all.refresh", "Comma-separated on the host."))
+	fs.Var(&b.refresh, "refresh", mhelp("build-all.refresh", "Commas separate layers too."))
 	fs.Int64Var(&b.epoch, "source-date-epoch", -1, mhelp("build-all.source-date-epoch", "On the host the default is the commit time when --commit comes from git."))
 	fs.StringVar(&b.inputsKeyFile, "inputs-key-file", "", mhelp("build-all.inputs-key", "A file on the host (default: $IMAGEMODE_INPUTS_KEY)."))
 }
@@ -314,6 +319,9 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 		return err
 	}
 	defer cleanup()
+	if b.builder == builderEngine {
+		return b.step(ctx, cfg, p, stdout)
+	}
 	rep, runErr := p.BuildAll(ctx, cfg)
 	gha.New().Build(rep, runErr)
 	if rep != nil {
@@ -347,8 +355,21 @@ func (b *buildFlags) setup(ctx context.Context, only []string, stderr io.Writer)
 	if verr := registry.ValidatePrefix(b.registry); verr != nil {
 		return cfg, nil, cleanup, &usageError{msg: verr.Error()}
 	}
-	if b.builder != "buildah" {
-		return cfg, nil, cleanup, &usageError{msg: fmt.Sprintf("--builder %q: the host CLI builds with buildah; use `dagger call build-all` to build with the Dagger engine", b.builder)}
+	switch b.builder {
+	case "buildah":
+		if b.stepIn != "" || b.stepOut != "" {
+			return cfg, nil, cleanup, &usageError{msg: "--step-in and --step-out go with --builder engine"}
+		}
+	case builderEngine:
+		if b.stepOut == "" {
+			return cfg, nil, cleanup, &usageError{msg: "--builder engine needs --step-out (the Dagger module drives it: `dagger call build-all`)"}
+		}
+		if err = checkReportFile(b.stepOut); err != nil {
+			return cfg, nil, cleanup, err
+		}
+		cfg.External = true
+	default:
+		return cfg, nil, cleanup, &usageError{msg: fmt.Sprintf("--builder %q: buildah (this host) or engine (the Dagger module, `dagger call build-all`)", b.builder)}
 	}
 	cfg.Registry, cfg.Layers, cfg.SourceURL = b.registry, only, b.sourceURL
 	cfg.Commit = b.commit
@@ -428,18 +449,26 @@ func (b *buildFlags) setup(ctx context.Context, only []string, stderr io.Writer)
 	}
 	cfg.InputsKey = []byte(inKey)
 	cfg.Reuse = b.reuse
-	if b.refresh != "" {
-		cfg.Refresh = strings.Split(b.refresh, ",")
-	}
-	builder, err := buildah.New(cfg.Source, bopts...)
-	if err != nil {
-		return cfg, nil, cleanup, err
-	}
-	cleanups = append(cleanups, func() {
-		if err := builder.Close(); err != nil {
-			fmt.Fprintf(stderr, "imagemode: %v\n", err)
+	for _, r := range b.refresh {
+		for _, l := range strings.Split(r, ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				cfg.Refresh = append(cfg.Refresh, l)
+			}
 		}
-	})
+	}
+	var builder build.Builder
+	if b.builder == "buildah" {
+		bb, err := buildah.New(cfg.Source, bopts...)
+		if err != nil {
+			return cfg, nil, cleanup, err
+		}
+		cleanups = append(cleanups, func() {
+			if err := bb.Close(); err != nil {
+				fmt.Fprintf(stderr, "imagemode: %v\n", err)
+			}
+		})
+		builder = bb
+	}
 	client, err := b.client(creds...)
 	if err != nil {
 		return cfg, nil, cleanup, err
