@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -24,9 +25,12 @@ type Key struct {
 	Signer ssh.Signer
 	// Authorized is the public key as one authorized_keys line.
 	Authorized string
+	// PrivatePEM is the private key in OpenSSH's format, for the one other process that logs in with it (the disk
+	// is made in one container, booted in another); nil for a parsed key.
+	PrivatePEM []byte
 }
 
-// NewKey makes an ed25519 key for one run; the private half never leaves memory.
+// NewKey makes an ed25519 key for one run.
 func NewKey(comment string) (Key, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -36,11 +40,28 @@ func NewKey(comment string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("making an SSH key: %w", err)
 	}
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
+		return Key{}, fmt.Errorf("encoding the SSH key: %w", err)
+	}
 	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.PublicKey())))
 	if comment != "" {
 		line += " " + comment
 	}
-	return Key{Signer: s, Authorized: line}, nil
+	return Key{Signer: s, Authorized: line, PrivatePEM: pem.EncodeToMemory(block)}, nil
+}
+
+// ReadKey reads a private key file (unencrypted OpenSSH or PEM).
+func ReadKey(file string) (Key, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return Key{}, fmt.Errorf("reading the SSH key: %w", err)
+	}
+	s, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		return Key{}, fmt.Errorf("%s: %w", file, err)
+	}
+	return Key{Signer: s, Authorized: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.PublicKey())))}, nil
 }
 
 // Entry is one command of a transcript.

@@ -1,7 +1,10 @@
 package guest
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -72,5 +75,29 @@ func TestRunAndTranscript(t *testing.T) {
 	}
 	if _, err := Dial(t.Context(), srv.Addr, "root", other, nil); err == nil {
 		t.Error("an unauthorized key was accepted")
+	}
+}
+
+func TestKeyFileRoundTrip(t *testing.T) {
+	key, err := NewKey("imagemode-smoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "id")
+	if err := os.WriteFile(file, key.PrivatePEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadKey(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(key.Authorized, back.Authorized) || !bytes.Equal(back.Signer.PublicKey().Marshal(), key.Signer.PublicKey().Marshal()) {
+		t.Errorf("read back %q, made %q", back.Authorized, key.Authorized)
+	}
+	if err := os.WriteFile(file, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadKey(file); err == nil || !strings.Contains(err.Error(), file) {
+		t.Errorf("a bad key file: %v", err)
 	}
 }

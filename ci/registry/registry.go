@@ -521,3 +521,14 @@ func ValidatePrefix(r string) error {
 	}
 	return nil
 }
+
+// PlainHTTP says whether the registry host is reached over plain HTTP, as this client reaches it: localhost,
+// loopback and private (RFC 1918) addresses, like go-containerregistry. Other tools (podman in the disk builder)
+// are told the same.
+func PlainHTTP(host string) bool {
+	r, err := name.NewRegistry(host)
+	if err != nil {
+		return false
+	}
+	return r.Scheme() == "http"
+}

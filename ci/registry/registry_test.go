@@ -363,3 +363,14 @@ func TestSetCreated(t *testing.T) {
 		t.Error("a tag was accepted as the source")
 	}
 }
+
+func TestPlainHTTP(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost:5000": true, "127.0.0.1:5000": true, "10.87.0.1:5055": true, "192.168.1.4": true,
+		"ghcr.io": false, "ttl.sh": false, "registry.example.com:5000": false,
+	} {
+		if got := PlainHTTP(host); got != want {
+			t.Errorf("PlainHTTP(%q) = %v, want %v", host, got, want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imagemode/imagemode/ci/ephemeral"
+	"github.com/imagemode/imagemode/ci/guest"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/vm"
@@ -184,27 +185,56 @@ type Prepared struct {
 	Start func(ctx context.Context, cfg vm.Config, accel vm.Accel) (vm.Instance, error)
 }
 
-// Booter prepares images and boots them. HostBooter does it on this host; the Dagger module's booter (ci/engine)
-// does it in the engine: QEMU in a service container whose QMP and serial console are reached over the network.
-// Everything else — probes, the KVM fallback, deadlines, verdicts — is the Tester's, the same for both.
+// Booter prepares images and boots them. HostBooter does it with QEMU on the machine it runs on (a host, or the
+// Dagger module's toolbox container in the engine); everything else — probes, the KVM fallback, deadlines, verdicts
+// — is the Tester's. Tests plug in fakes.
 type Booter interface {
 	// Prepare readies s.Image for booting; probes are the layer's declared probes.
 	Prepare(ctx context.Context, s Spec, probes []Probe) (*Prepared, error)
 	// Forwarding says how probes reach guest ports: the bind address of QEMU's forwards, and whether the host port
-	// equals the guest port (inside a service container) or a free one is picked.
+	// equals the guest port or a free one is picked.
 	Forwarding() (bind string, samePort bool)
 }
 
-// HostBooter boots ephemeral VMs on this host: the image is pulled and unpacked with go-containerregistry, its
-// kernel and a mkfs.ext4 -d root disk are booted by QEMU here.
+// HostBooter boots VMs with QEMU here. Ephemeral: the image is pulled and unpacked with go-containerregistry, its
+// kernel and a mkfs.ext4 -d root disk are booted. Disk: a bootc-image-builder disk of the image made elsewhere
+// (the Dagger module runs the builder's container) is booted, and SSH probes check what bootc booted.
 type HostBooter struct {
 	Reg *registry.Client
+	// Disks are the disks of disk mode, by image reference (repository@sha256:...).
+	Disks map[string]string
+	// SSHKey is the key the disks authorize for SSHUser (disk mode).
+	SSHKey  guest.Key
+	SSHUser string
 }
 
 // Prepare implements Booter.
 func (h HostBooter) Prepare(ctx context.Context, s Spec, probes []Probe) (*Prepared, error) {
-	if s.Mode != ModeEphemeral {
-		return nil, fmt.Errorf("mode %q: the host CLI boots ephemeral VMs; disk mode runs bootc-image-builder in Dagger (dagger call smoke-test --disk)", s.Mode)
+	start := func(ctx context.Context, cfg vm.Config, accel vm.Accel) (vm.Instance, error) {
+		return vm.Start(ctx, cfg, accel)
+	}
+	if s.Mode == ModeDisk {
+		disk, ok := h.Disks[s.Image]
+		if !ok {
+			return nil, fmt.Errorf("disk mode: no disk of %s (made with the disk builder: `dagger call ... smoke-test --disk`, or --disk-file IMAGE=FILE)", s.Image)
+		}
+		if h.SSHKey.Signer == nil {
+			return nil, fmt.Errorf("disk mode: no SSH key for the disk of %s (--ssh-key-file)", s.Image)
+		}
+		_, digest, err := registry.SplitDigestRef(s.Image)
+		if err != nil {
+			return nil, err
+		}
+		user := h.SSHUser
+		if user == "" {
+			user = "bootc-user"
+		}
+		ssh := SSH{User: user, Key: h.SSHKey, Transcript: &guest.Transcript{}, Sudo: user != "root"}
+		probes = append(WithSSH(probes, ssh), BootcBooted{SSH: ssh, Digest: digest}, NoFailedUnits{SSH: ssh})
+		return &Prepared{
+			Config: vm.Config{Disk: disk, Format: "qcow2", Snapshot: true, NoReboot: true, MemoryMB: s.MemoryMB},
+			Probes: probes, Detail: "bootc-image-builder disk " + disk, Start: start,
+		}, nil
 	}
 	boot, err := ephemeral.FromImage(ctx, h.Reg, s.Image, s.WorkDir, s.Extra...)
 	if err != nil {
@@ -215,9 +245,7 @@ func (h HostBooter) Prepare(ctx context.Context, s Spec, probes []Probe) (*Prepa
 			Snapshot: true, NoReboot: true, MemoryMB: s.MemoryMB},
 		Probes: probes, Cleanup: boot.Cleanup,
 		Detail: fmt.Sprintf("kernel %s, %q", boot.KernelVersion, boot.Cmdline()),
-		Start: func(ctx context.Context, cfg vm.Config, accel vm.Accel) (vm.Instance, error) {
-			return vm.Start(ctx, cfg, accel)
-		},
+		Start:  start,
 	}, nil
 }
 

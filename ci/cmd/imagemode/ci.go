@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -9,12 +10,14 @@ import (
 	"github.com/imagemode/imagemode/ci/flow"
 	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/report"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/vm"
 )
 
 func runCI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("ci", "The end-to-end job: build-all, sign every layer, boot every layer in QEMU and probe it, attest every verdict.\nOne report; exit status 1 when any stage or verdict fails. GitHub Actions and a laptop run the same thing\n(`dagger call ci` does it with the engine).", stderr)
+	fs := newFlagSet("ci", "The end-to-end job: build-all, sign every layer, boot every layer in QEMU and probe it, attest every verdict.\nOne report; exit status 1 when any stage or verdict fails. GitHub Actions and a laptop run the same thing\n(`dagger call build-all ci` does it with the engine). With --from-report, the stages after an earlier build-all.", stderr)
 	var b buildFlags
 	b.register(fs)
 	var k keyFlags
@@ -23,6 +26,10 @@ func runCI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	accelFlag := fs.String("accel", mdefault("new.accel"), mhelp("new.accel"))
 	deadline := fs.Duration("deadline", 180*time.Second, mhelp("new.deadline", "On the host a duration (e.g. 180s; default 180s)."))
 	memory := fs.Int("memory", 1536, mhelp("new.memory"))
+	fromReport := fs.String("from-report", "", "sign, smoke-test and attest the layers of this build-all report (JSON) instead of building")
+	mode := fs.String("mode", smoke.ModeEphemeral, "boot mode: ephemeral or disk (disks the disk builder made: --disk-file, --ssh-key-file)")
+	var df diskFlags
+	df.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -30,31 +37,62 @@ func runCI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return &usageError{msg: err.Error()}
 	}
-	cfg, p, cleanup, err := b.setup(ctx, nil, stderr)
-	if err != nil {
+	if *mode != smoke.ModeEphemeral && *mode != smoke.ModeDisk {
+		return &usageError{msg: fmt.Sprintf("--mode %q: ephemeral or disk", *mode)}
+	}
+	if err := checkReportFile(b.reportFile); err != nil {
 		return err
 	}
-	defer cleanup()
-	creds, err := b.credentials(b.registry, cfg.Profile.BaseImage)
-	if err != nil {
-		return err
+	var rep *report.Report
+	var cfg pipeline.Config
+	f := &flow.Flow{Log: stderr}
+	var creds []credential
+	if *fromReport != "" {
+		data, err := os.ReadFile(*fromReport)
+		if err != nil {
+			return fmt.Errorf("--from-report: %w", err)
+		}
+		if rep, err = report.Parse(data); err != nil {
+			return fmt.Errorf("--from-report %q: %w", *fromReport, err)
+		}
+		if creds, err = b.credentials(rep.Registry, ""); err != nil {
+			return err
+		}
+	} else {
+		c, p, cleanup, err := b.setup(ctx, nil, stderr)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		if creds, err = b.credentials(b.registry, c.Profile.BaseImage); err != nil {
+			return err
+		}
+		f.Pipeline, cfg = p, c
 	}
 	reg, err := b.client(creds...)
 	if err != nil {
 		return err
 	}
-	signer, err := k.signer(ctx, reg)
-	if err != nil {
+	if f.Signer, err = k.signer(ctx, reg); err != nil {
 		return err
 	}
 	g, err := layers.Open(os.DirFS(b.dir), ".", b.dir)
 	if err != nil {
 		return err
 	}
-	f := &flow.Flow{Pipeline: p, Signer: signer, Log: stderr,
-		Smoker: flow.HostSmoker{Tester: smoke.NewTester(reg, stderr, 1), Graph: g,
-			Template: smoke.Spec{Mode: smoke.ModeEphemeral, Accel: accel, Deadline: *deadline, MemoryMB: *memory}}}
-	res, runErr := f.Run(ctx, cfg)
+	booter, err := df.booter(reg, *mode)
+	if err != nil {
+		return err
+	}
+	f.Smoker = flow.HostSmoker{Tester: smoke.NewTesterWith(booter, stderr, 1), Graph: g,
+		Template: smoke.Spec{Mode: *mode, Accel: accel, Deadline: *deadline, MemoryMB: *memory}}
+	var res *flow.Result
+	var runErr error
+	if rep != nil {
+		res, runErr = f.AfterBuild(ctx, rep)
+	} else {
+		res, runErr = f.Run(ctx, cfg)
+	}
 	gha.New().CI(res, runErr)
 	if res != nil {
 		data, err := res.JSON()

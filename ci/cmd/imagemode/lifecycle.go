@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/guest"
 	"github.com/imagemode/imagemode/ci/layers"
@@ -31,7 +29,7 @@ func runLifecycleTest(ctx context.Context, args []string, stdout, stderr io.Writ
 	var refuse multiFlag
 	fs.Var(&refuse, "refuse", mhelp("lifecycle-test.refuse"))
 	dir := fs.String("dir", "containerfiles", mhelp("new.dir", "On the host: a path."))
-	layer := fs.String("layer", "", "the layer (its probes run after every boot; required)")
+	layer := fs.String("layer", "", "the layer (its probes run after every boot; default: --original's io.imagemode.layer label)")
 	accelFlag := fs.String("accel", mdefault("new.accel"), mhelp("new.accel"))
 	stepDeadline := fs.Duration("step-deadline", 5*time.Minute, mhelp("lifecycle-test.step-deadline", "On the host a duration."))
 	memory := fs.Int("memory", 2048, mhelp("new.memory", "On the host the default is 2048 (the module uses 2048 for life cycles too)."))
@@ -45,24 +43,40 @@ func runLifecycleTest(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err := checkReportFile(*reportFile); err != nil {
 		return err
 	}
-	if *disk == "" || *keyFile == "" || *original == "" || *candidate == "" || *layer == "" {
-		return &usageError{msg: "--disk, --ssh-key-file, --original, --candidate and --layer are required"}
+	if *disk == "" || *keyFile == "" || *original == "" || *candidate == "" {
+		return &usageError{msg: "--disk, --ssh-key-file, --original and --candidate are required"}
 	}
 	accel, err := vm.ParseAccel(*accelFlag)
 	if err != nil {
 		return &usageError{msg: err.Error()}
 	}
-	pem, err := os.ReadFile(*keyFile)
+	_, originalDigest, err := registry.SplitDigestRef(*original)
 	if err != nil {
-		return fmt.Errorf("--ssh-key-file: %w", err)
+		return &usageError{msg: fmt.Sprintf("--original %q: give the image by digest (repository@sha256:...)", *original)}
 	}
-	signer, err := ssh.ParsePrivateKey(pem)
+	if _, _, err := registry.SplitDigestRef(*candidate); err != nil {
+		return &usageError{msg: fmt.Sprintf("--candidate %q: give the image by digest (repository@sha256:...)", *candidate)}
+	}
+	key, err := guest.ReadKey(*keyFile)
 	if err != nil {
-		return fmt.Errorf("--ssh-key-file: %w", err)
+		return &usageError{msg: "--ssh-key-file: " + err.Error()}
 	}
 	g, err := layers.Open(os.DirFS(*dir), ".", *dir)
 	if err != nil {
 		return err
+	}
+	if *layer == "" {
+		reg, err := rf.pushClient(*original)
+		if err != nil {
+			return err
+		}
+		labels, err := reg.Labels(ctx, *original)
+		if err != nil {
+			return fmt.Errorf("--original: reading its layer label (or pass --layer): %w", err)
+		}
+		if *layer = labels[layers.LabelLayer]; *layer == "" {
+			return &usageError{msg: fmt.Sprintf("--original %s has no %s label: pass --layer", *original, layers.LabelLayer)}
+		}
 	}
 	l, ok := g.Layer(*layer)
 	if !ok {
@@ -84,8 +98,8 @@ func runLifecycleTest(ctx context.Context, args []string, stdout, stderr io.Writ
 			fmt.Fprintf(stderr, "imagemode lifecycle-test: %v\n", err)
 		}
 	}()
-	lc := lifecycle.Config{Machine: machine, User: *user, Key: guest.Key{Signer: signer}, Sudo: *user != "root",
-		Original: *original, Candidate: *candidate, Channel: *channel, Probes: service, Refused: refuse, StepDeadline: *stepDeadline}
+	lc := lifecycle.Config{Machine: machine, User: *user, Key: key, Sudo: *user != "root",
+		Original: originalDigest, Candidate: *candidate, Channel: *channel, Probes: service, Refused: refuse, StepDeadline: *stepDeadline}
 	if creds, err := rf.credentials(*candidate, ""); err != nil {
 		return err
 	} else if len(creds) > 0 {

@@ -1,5 +1,7 @@
-// Command imagemode runs the parts of the imagemode pipeline that need no Dagger engine: planning, linting, and
-// building with buildah on the host. GitHub Actions and the integration tests call it directly.
+// Command imagemode is the imagemode pipeline: plan, lint, build (buildah on a host, or the Dagger engine driving
+// --builder engine), sign, smoke-test in QEMU, attest, promote, life-cycle tests. GitHub Actions and the
+// integration tests call it on hosts; the Dagger module builds it from the same source and runs its verbs in the
+// engine's containers.
 package main
 
 import (
@@ -34,6 +36,9 @@ func verbs() []verb {
 		{"verify", "verify images' signatures by digest and repository", runVerify},
 		{"attest", "attach a signed in-toto attestation to images by digest", runAttest},
 		{"verify-attestation", "verify images' attestations and print their predicates", runVerifyAttestation},
+		{"candidate", "rebuild a finished run's report from its candidate tags in the registry", runCandidate},
+		{"disk-image", "make a qcow2 disk of an image (inside the disk builder's container)", runDiskImage},
+		{"generate-ssh-key", "make a throwaway SSH key pair for test VMs (disk mode, life cycles)", runGenerateSSHKey},
 		{"lifecycle-test", "prove switch, rollback and upgrade of a candidate on a VM booted from a release disk", runLifecycleTest},
 		{"promote", "verify a commit's candidates and move the release tags of a git tag vX.Y.Z", runPromote},
 		{"digest", "print the digest an image reference points at", runDigest},
@@ -89,7 +94,7 @@ func printUsage(w io.Writer) {
 	vs := verbs()
 	sort.Slice(vs, func(i, j int) bool { return vs[i].name < vs[j].name })
 	for _, v := range vs {
-		fmt.Fprintf(w, "  %-12s %s\n", v.name, v.summary)
+		fmt.Fprintf(w, "  %-18s %s\n", v.name, v.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'imagemode <command> -h' for the flags of a command.")
 }

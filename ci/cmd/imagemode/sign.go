@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,9 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/imagemode/imagemode/ci/flow"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
 	"github.com/imagemode/imagemode/ci/signing"
+	"github.com/imagemode/imagemode/ci/smoke"
 )
 
 // keyFlags select the signing key (private, for sign/attest) or the public key (verify).
@@ -204,20 +207,24 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runAttest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("attest", "Attach a signed in-toto attestation (the predicate: a JSON file) to images by digest.", stderr)
+	fs := newFlagSet("attest", "Attach a signed in-toto attestation to images by digest: a predicate (a JSON file) of a type, or smoke-test\nverdicts (--verdicts, the JSON of smoke --json), each on the image it judged; verdicts that judge every layer of\n--from-report also get the run record promotion requires.", stderr)
 	var k keyFlags
 	var im imageFlags
 	var rf registryFlags
 	k.registerPrivate(fs)
 	im.register(fs)
 	rf.register(fs)
-	predicate := fs.String("predicate", "", "JSON file holding the predicate (required)")
+	predicate := fs.String("predicate", "", "JSON file holding the predicate")
 	ptype := fs.String("type", signing.PredicateSmoke, "predicate type URI")
+	verdictsFile := fs.String("verdicts", "", "JSON file of smoke verdicts to attest (instead of --predicate)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *predicate == "" {
-		return &usageError{msg: "--predicate is required"}
+	if (*predicate == "") == (*verdictsFile == "") {
+		return &usageError{msg: "give --predicate (with --image or --from-report) or --verdicts"}
+	}
+	if *verdictsFile != "" {
+		return attestVerdicts(ctx, *verdictsFile, &im, &rf, &k, stdout, stderr)
 	}
 	data, err := os.ReadFile(*predicate)
 	if err != nil {
@@ -240,6 +247,56 @@ func runAttest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		fmt.Fprintf(stdout, "attested %s (%s)\n", ref, *ptype)
+	}
+	return nil
+}
+
+// attestVerdicts attests smoke verdicts, and the run record when they judge every layer of --from-report.
+func attestVerdicts(ctx context.Context, file string, im *imageFlags, rf *registryFlags, k *keyFlags, stdout, stderr io.Writer) error {
+	if len(im.images) > 0 {
+		return &usageError{msg: "--verdicts name their images; --image goes with --predicate"}
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("--verdicts: %w", err)
+	}
+	var verdicts []smoke.Verdict
+	if err := json.Unmarshal(data, &verdicts); err != nil {
+		return fmt.Errorf("--verdicts %q: %w", file, err)
+	}
+	if len(verdicts) == 0 {
+		return &usageError{msg: fmt.Sprintf("--verdicts %q holds no verdict", file)}
+	}
+	for _, v := range verdicts {
+		if _, _, err := registry.SplitDigestRef(v.Image); err != nil {
+			return &usageError{msg: fmt.Sprintf("--verdicts %q: a verdict of %q: %v", file, v.Image, err)}
+		}
+	}
+	if im.fromReport != "" {
+		if _, err := im.refs(); err != nil {
+			return err
+		}
+	}
+	reg, err := rf.pushClient(verdicts[0].Image)
+	if err != nil {
+		return err
+	}
+	s, err := k.signer(ctx, reg)
+	if err != nil {
+		return err
+	}
+	preds, err := smoke.Attest(ctx, s, verdicts, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "attested %d verdict(s)\n", len(preds))
+	if flow.CoversReport(im.report, verdicts) {
+		if err := flow.WriteRecord(ctx, s, im.report, verdicts, preds); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "attested the run record of run %s\n", im.report.RunID)
+	} else if im.report != nil {
+		fmt.Fprintf(stdout, "no run record: the verdicts do not judge every layer of run %s\n", im.report.RunID)
 	}
 	return nil
 }

@@ -25,7 +25,9 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	im.register(fs)
 	dir := fs.String("dir", "containerfiles", mhelp("new.dir", "On the host: a path."))
 	layer := fs.String("layer", "", "the image's layer (default: its io.imagemode.layer label)")
-	mode := fs.String("mode", smoke.ModeEphemeral, "boot mode: ephemeral (the image's kernel and root filesystem, no disk builder)")
+	mode := fs.String("mode", smoke.ModeEphemeral, "boot mode: ephemeral (the image's kernel and root filesystem, no disk builder) or disk (disks the disk builder made: --disk-file, --ssh-key-file)")
+	var df diskFlags
+	df.register(fs)
 	accelFlag := fs.String("accel", mdefault("new.accel"), mhelp("new.accel"))
 	deadline := fs.Duration("deadline", 180*time.Second, mhelp("new.deadline", "On the host a duration (e.g. 180s; default 180s)."))
 	memory := fs.Int("memory", 1536, mhelp("new.memory"))
@@ -46,6 +48,9 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	accel, err := vm.ParseAccel(*accelFlag)
 	if err != nil {
 		return &usageError{msg: err.Error()}
+	}
+	if *mode != smoke.ModeEphemeral && *mode != smoke.ModeDisk {
+		return &usageError{msg: fmt.Sprintf("--mode %q: ephemeral or disk", *mode)}
 	}
 	refs, err := im.refs()
 	if err != nil {
@@ -80,7 +85,11 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	tester := smoke.NewTester(reg, stderr, *parallel)
+	booter, err := df.booter(reg, *mode)
+	if err != nil {
+		return err
+	}
+	tester := smoke.NewTesterWith(booter, stderr, *parallel)
 	verdicts := make([]smoke.Verdict, len(specs))
 	errs := make([]error, len(specs))
 	var wg sync.WaitGroup
