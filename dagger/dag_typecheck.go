@@ -2,8 +2,15 @@
 
 package main
 
-import "dagger/imagemode/internal/dagger"
+import (
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
-// dag is the module's client; the engine's generated dagger.gen.go declares it. This declaration exists only for
-// `go vet -tags typecheck`.
+	"dagger/imagemode/internal/dagger"
+)
+
+// dag is the module's client and Tracer its tracer; the engine's generated dagger.gen.go declares both. These
+// declarations exist only for `go vet -tags typecheck` and `go test -tags typecheck`.
 var dag *dagger.Client
+
+func Tracer() trace.Tracer { return otel.Tracer("dagger.io/sdk.go") }

@@ -9,24 +9,21 @@
 //	dagger call --registry R candidate --commit SHA smoke-test attest --key env:KEY
 //	dagger call --registry R promote --tag v1.4.2
 //
-// The functions are thin: they pass engine objects to github.com/imagemode/imagemode/ci/engine, which runs the
-// project's tested Go code.
+// The module is thin: the layers are built by the engine (DockerBuild, Publish), and everything else — what to
+// build, reuse, signatures, VMs and their probes, promotion — is the project's imagemode CLI, built from the same
+// source in the engine and run in its containers with the flags CI uses on hosts.
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"time"
-
-	lib "dagger.io/dagger"
+	"strconv"
+	"strings"
 
 	"dagger/imagemode/internal/dagger"
 
-	"github.com/imagemode/imagemode/ci/engine"
 	"github.com/imagemode/imagemode/ci/report"
-	"github.com/imagemode/imagemode/ci/smoke"
 )
 
 // Imagemode is the pipeline for Image Mode for RHEL (bootc) image families; its fields are the configuration every
@@ -42,6 +39,10 @@ type Imagemode struct {
 	Dir *dagger.Directory
 	// +private
 	Git *dagger.GitRepository
+	// +private
+	Source *dagger.Directory
+	// +private
+	ToolboxImage string
 	// +private
 	Profile string
 	// +private
@@ -91,6 +92,14 @@ func New(
 	// +defaultPath="/"
 	// +optional
 	git *dagger.GitRepository,
+	// The imagemode source the CLI is built from (go.mod, go.sum and ci/; default: this module's repository).
+	// +defaultPath="/"
+	// +ignore=["*", "!go.mod", "!go.sum", "!ci", "ci/**/*_test.go", "ci/**/testdata", "ci/cmd/imagemode/imagemode"]
+	source *dagger.Directory,
+	// A released imagemode toolbox image (the CLI at /usr/local/bin/imagemode with QEMU and mkfs.ext4), by
+	// digest, to run instead of building the CLI from --source.
+	// +optional
+	toolboxImage string,
 	// Base OS profile: rhel-9.6, rhel-10, centos-stream-9, centos-stream-10 (or any name with --base-image).
 	// +default="centos-stream-9"
 	profile string,
@@ -139,6 +148,7 @@ func New(
 	memory int,
 ) *Imagemode {
 	return &Imagemode{Registry: registry, RegistryUsername: registryUsername, RegistryPassword: registryPassword, Dir: dir, Git: git,
+		Source: source, ToolboxImage: toolboxImage,
 		Profile: profile, BaseImage: baseImage, BaseRegistryUsername: baseRegistryUsername, BaseRegistryPassword: baseRegistryPassword,
 		TrustKey: trustKey, TrustedNamespace: trustedNamespace, TrustMode: trustMode, TrustAllowBase: trustAllowBase,
 		PublicKey: publicKey, QemuImage: qemuImage, DiskBuilder: diskBuilder, Accel: accel, Deadline: deadline, Memory: memory}
@@ -148,19 +158,11 @@ func New(
 // Containerfile: final stage FROM ${BASE_IMAGE}, RUN bootc container lint last, nothing copied under /var.
 // +check
 func (m *Imagemode) Lint(ctx context.Context) (string, error) {
-	s, err := m.session(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer s.close()
-	d, err := s.dir(ctx, m.Dir)
+	o, err := m.cli("lint").withDir(m).run(ctx)
 	if err != nil {
 		return "", fail(err)
 	}
-	if err := engine.Lint(ctx, d); err != nil {
-		return "", fail(err)
-	}
-	return "layer graph and Containerfiles OK\n", nil
+	return o.stdout, nil
 }
 
 // Plan prints the build levels (layers of one level build in parallel), each layer's parent, and the references
@@ -178,123 +180,35 @@ func (m *Imagemode) Plan(
 	// +optional
 	resolve bool,
 ) (string, error) {
-	s, err := m.session(ctx)
-	if err != nil {
-		return "", err
+	if resolve {
+		if err := checkReachable("--base-image", m.BaseImage); err != nil {
+			return "", fail(err)
+		}
 	}
-	defer s.close()
-	d, err := s.dir(ctx, m.Dir)
+	in := m.cli("plan", "--json").withDir(m).withProfile(m).withBaseAuth(m)
+	in.fresh = resolve
+	for _, a := range [][2]string{{"--registry", m.Registry}, {"--commit", commit}, {"--run-id", runID}} {
+		if a[1] != "" {
+			in.arg(a[0], a[1])
+		}
+	}
+	if resolve {
+		in.arg("--resolve")
+	}
+	o, err := in.run(ctx)
 	if err != nil {
 		return "", fail(err)
 	}
-	bp, err := s.secret(ctx, m.BaseRegistryPassword)
-	if err != nil {
-		return "", fail(err)
-	}
-	pl, err := engine.Plan(ctx, d, engine.PlanInput{Profile: m.Profile, BaseImage: m.BaseImage, Registry: m.Registry, Commit: commit,
-		RunID: runID, Resolve: resolve, BaseRegistryAuth: engine.Credential{Username: m.BaseRegistryUsername, Password: bp}})
-	if err != nil {
-		return "", fail(err)
-	}
-	b, err := json.MarshalIndent(pl, "", "  ")
-	if err != nil {
-		return "", fail(fmt.Errorf("encoding the plan: %w", err))
-	}
-	return string(b) + "\n", nil
+	return o.stdout, nil
 }
 
-// BuildAll builds every layer in dependency order — the SOE, then httpd and database in parallel, then homepage —
-// pushing each to <registry>/<layer>:build-<run-id>-<profile> and building its children FROM its exact digest.
-// Candidate tags sha-<commit>-<profile> are written only when every layer succeeded. Returns the run, on which
-// smoke-test, sign, attest, verify, ci, disk-image and promote chain.
-// +cache="never"
-func (m *Imagemode) BuildAll(
-	ctx context.Context,
-	// Build only these layers and their ancestors (repeatable; default: all).
-	// +optional
-	layer []string,
-	// Git commit the images are built from (labels and candidate tags); default: HEAD of the checkout.
-	// +optional
-	commit string,
-	// Id of this run, used in run-scoped tags (default: time and random).
-	// +optional
-	runID string,
-	// Extra build arguments KEY=VALUE for every layer (never secrets: they are recorded in the image).
-	// +optional
-	buildArg []string,
-	// Value of the org.opencontainers.image.source label.
-	// +optional
-	sourceURL string,
-	// Seconds since the epoch used as the images' creation time (reproducible configs); 0: none.
-	// +optional
-	sourceDateEpoch int,
-	// Layers of one level built at once (0: all).
-	// +optional
-	jobs int,
-	// RHEL entitlement certificate (/etc/pki/entitlement/<serial>.pem of a registered host); RHEL profiles.
-	// +optional
-	entitlementCert *dagger.Secret,
-	// RHEL entitlement key (/etc/pki/entitlement/<serial>-key.pem); RHEL profiles.
-	// +optional
-	entitlementKey *dagger.Secret,
-	// RHSM CA (/etc/rhsm/ca/redhat-uep.pem); RHEL profiles.
-	// +optional
-	rhsmCa *dagger.Secret,
-	// crypt(3) hash of bootc-user's password (mkpasswd --method=sha-512); default: the account is locked.
-	// +optional
-	passwordHash *dagger.Secret,
-	// Reuse a signed image whose inputs (Containerfile, context, arguments, profile, parent digest) are unchanged
-	// instead of building the layer: hosts then download nothing for it. Needs --public-key.
-	// +default=true
-	reuse bool,
-	// Layers to build even when their inputs are unchanged, or "all" (picks up errata: the SOE updates packages).
-	// +optional
-	refresh []string,
-	// Key of the HMAC under which secret inputs (the password hash) enter input digests.
-	// +optional
-	inputsKey *dagger.Secret,
-) (*Run, error) {
-	s, err := m.session(ctx)
-	if err != nil {
-		return nil, err
+// withProfile passes --profile and --base-image.
+func (in *invocation) withProfile(m *Imagemode) *invocation {
+	in.arg("--profile", m.Profile)
+	if m.BaseImage != "" {
+		in.arg("--base-image", m.BaseImage)
 	}
-	defer s.close()
-	in := engine.BuildInput{Registry: m.Registry, Profile: m.Profile, BaseImage: m.BaseImage, Commit: commit, RunID: runID,
-		Layers: layer, BuildArgs: buildArg, SourceURL: sourceURL, SourceDateEpoch: int64(sourceDateEpoch), Jobs: jobs,
-		TrustedNamespaces: m.TrustedNamespace, TrustMode: m.TrustMode, TrustAllowBase: m.TrustAllowBase, Reuse: reuse, Refresh: refresh}
-	in.RegistryAuth.Username, in.BaseRegistryAuth.Username = m.RegistryUsername, m.BaseRegistryUsername
-	if in.Dir, err = s.dir(ctx, m.Dir); err != nil {
-		return nil, fail(err)
-	}
-	if in.Git, err = s.git(ctx, m.Git); err != nil {
-		return nil, fail(err)
-	}
-	for _, x := range []struct {
-		dst *(*lib.Secret)
-		src *dagger.Secret
-	}{
-		{&in.RegistryAuth.Password, m.RegistryPassword}, {&in.BaseRegistryAuth.Password, m.BaseRegistryPassword},
-		{&in.EntitlementCert, entitlementCert}, {&in.EntitlementKey, entitlementKey}, {&in.RHSMCA, rhsmCa},
-		{&in.PasswordHash, passwordHash}, {&in.InputsKey, inputsKey},
-	} {
-		if *x.dst, err = s.secret(ctx, x.src); err != nil {
-			return nil, fail(err)
-		}
-	}
-	if in.TrustKey, err = s.file(ctx, m.TrustKey); err != nil {
-		return nil, fail(err)
-	}
-	if in.PublicKey, err = s.file(ctx, m.PublicKey); err != nil {
-		return nil, fail(err)
-	}
-	rep, err := engine.BuildAll(ctx, s.c, in, os.Stderr)
-	if err != nil {
-		if rep != nil {
-			return nil, fail(fmt.Errorf("%w\n\n%s", err, rep.Table()))
-		}
-		return nil, fail(err)
-	}
-	return m.newRun(rep)
+	return in
 }
 
 // Run loads the report (JSON) of an earlier build-all, so that the next stages run apart from the build.
@@ -317,20 +231,16 @@ func (m *Imagemode) Candidate(
 	// The commit the run built (at least 12 hex digits).
 	commit string,
 ) (*Run, error) {
-	s, err := m.session(ctx)
-	if err != nil {
-		return nil, err
+	if err := checkReachable("--registry", m.Registry); err != nil {
+		return nil, fail(err)
 	}
-	defer s.close()
-	d, err := s.dir(ctx, m.Dir)
+	in := m.cli("candidate", "--json", "--registry", m.Registry, "--profile", m.Profile, "--commit", commit).withDir(m).withRegistryAuth(m)
+	in.fresh = true
+	o, err := in.run(ctx)
 	if err != nil {
 		return nil, fail(err)
 	}
-	rp, err := s.secret(ctx, m.RegistryPassword)
-	if err != nil {
-		return nil, fail(err)
-	}
-	rep, err := engine.Candidate(ctx, d, m.Registry, m.Profile, commit, engine.Credential{Username: m.RegistryUsername, Password: rp})
+	rep, err := parseReport(o.stdout)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -347,9 +257,16 @@ func (m *Imagemode) Images(
 	}
 	rep := &report.Report{Version: report.Version, Registry: m.Registry, Profile: m.Profile}
 	for _, ref := range image {
+		if !strings.Contains(ref, "@sha256:") {
+			return nil, fail(fmt.Errorf("--image %q: give a digest reference (repository@sha256:...)", ref))
+		}
 		rep.Layers = append(rep.Layers, report.Layer{Ref: ref})
 	}
-	return &Run{Report: mustJSON(rep), Mod: m}, nil
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, fail(fmt.Errorf("encoding the run: %w", err))
+	}
+	return &Run{Report: string(b), Mod: m}, nil
 }
 
 // Promote verifies the candidates of the commit a git tag vX.Y.Z points to — for every layer of every profile the
@@ -388,27 +305,41 @@ func (m *Imagemode) Promote(
 	if len(profile) == 0 {
 		profile = []string{m.Profile}
 	}
-	s, si, err := m.begin(ctx, key, password)
-	if err != nil {
-		return "", err
-	}
-	defer s.close()
-	in := engine.PromoteInput{SignInput: si, Tag: tag, Commit: commit, ReleaseRegistry: releaseRegistry, Profiles: profile, Force: force, ExpectRun: expectRun}
-	if in.Dir, err = s.dir(ctx, m.Dir); err != nil {
-		return "", fail(err)
-	}
-	if in.Git, err = s.git(ctx, m.Git); err != nil {
-		return "", fail(err)
-	}
-	rep, err := engine.Promote(ctx, in, os.Stderr)
-	if rep != nil {
-		out, jerr := rep.JSON()
-		if err != nil {
-			return "", fail(fmt.Errorf("%w\n\n%s", err, rep.Text()))
+	for _, r := range [][2]string{{"--registry", m.Registry}, {"--release-registry", releaseRegistry}} {
+		if err := checkReachable(r[0], r[1]); err != nil {
+			return "", fail(err)
 		}
-		return string(out), fail(jerr)
 	}
-	return "", fail(err)
+	if commit == "" && m.Git != nil {
+		c, err := m.Git.Tag(tag).Commit(ctx)
+		if err != nil {
+			return "", fail(fmt.Errorf("resolving the git tag %q (pass --commit): %w", tag, err))
+		}
+		commit = c
+	}
+	in := m.cli("promote", "--tag", tag, "--registry", m.Registry, "--report", "/work/out/promotion.json").withDir(m).withRegistryAuth(m)
+	in.ctr = in.ctr.WithDirectory("/work/out", dag.Directory())
+	in.fresh = true
+	for _, p := range profile {
+		in.arg("--profile", p)
+	}
+	for _, a := range [][2]string{{"--commit", commit}, {"--release-registry", releaseRegistry}, {"--expect-run", expectRun}} {
+		if a[1] != "" {
+			in.arg(a[0], a[1])
+		}
+	}
+	if force {
+		in.arg("--force")
+	}
+	in.withKeyFile("--public-key", "cosign.pub", m.PublicKey).withSigningKey(key, password)
+	o, err := in.run(ctx)
+	if err != nil {
+		if o != nil && o.stdout != "" {
+			return "", fail(fmt.Errorf("%w\n\n%s", err, o.stdout))
+		}
+		return "", fail(err)
+	}
+	return o.file(ctx, "/work/out/promotion.json")
 }
 
 // DiskImage builds a qcow2 disk of an image with bootc-image-builder (or image-builder, --disk-builder): the image
@@ -424,25 +355,8 @@ func (m *Imagemode) DiskImage(
 	// OpenSSH public key for bootc-user.
 	sshKey string,
 ) (*dagger.File, error) {
-	s, err := m.session(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer s.close()
-	rp, err := s.secret(ctx, m.RegistryPassword)
-	if err != nil {
-		return nil, fail(err)
-	}
-	f, err := engine.DiskImage(ctx, s.c, engine.DiskInput{Image: image, Follow: follow, Builder: m.DiskBuilder, SSHKey: sshKey,
-		RegistryAuth: engine.Credential{Username: m.RegistryUsername, Password: rp}})
-	if err != nil {
-		return nil, fail(err)
-	}
-	id, err := f.ID(ctx)
-	if err != nil {
-		return nil, fail(fmt.Errorf("reading the disk's id: %w", err))
-	}
-	return dag.LoadFileFromID(dagger.FileID(id)), nil
+	f, err := m.diskImage(ctx, image, follow, sshKey)
+	return f, fail(err)
 }
 
 // LifecycleTest proves the bootc life cycle of a candidate: a bootc-image-builder disk of --original (the previous
@@ -467,65 +381,33 @@ func (m *Imagemode) LifecycleTest(
 	// +default=300
 	stepDeadline int,
 ) (string, error) {
-	s, err := m.session(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer s.close()
-	in := engine.LifecycleInput{Original: original, Candidate: candidate, Channel: channel, Refused: refuse, DiskBuilder: m.DiskBuilder,
-		QEMUImage: m.QemuImage, Accel: m.Accel, StepDeadline: time.Duration(stepDeadline) * time.Second,
-		RegistryAuth: engine.Credential{Username: m.RegistryUsername}}
-	if in.Dir, err = s.dir(ctx, m.Dir); err != nil {
-		return "", fail(err)
-	}
-	if in.RegistryAuth.Password, err = s.secret(ctx, m.RegistryPassword); err != nil {
-		return "", fail(err)
-	}
-	rep, err := engine.Lifecycle(ctx, s.c, in, os.Stderr)
+	key, err := m.sshKey(ctx)
 	if err != nil {
 		return "", fail(err)
 	}
-	out, err := json.MarshalIndent(rep, "", "  ")
+	disk, err := m.diskImage(ctx, original, channel, key.public)
 	if err != nil {
-		return "", fail(fmt.Errorf("encoding the report: %w", err))
+		return "", fail(err)
 	}
-	if rep.Verdict != smoke.Pass {
-		return "", fail(fmt.Errorf("life-cycle test FAILED: %s\n%s", rep.Reason, out))
+	in := m.cli("lifecycle-test", "--disk", "/work/disk/disk.qcow2", "--original", original, "--candidate", candidate,
+		"--accel", m.Accel, "--step-deadline", strconv.Itoa(stepDeadline)+"s", "--memory", "2048",
+		"--report", "/work/out/lifecycle.json").withDir(m).withRegistryAuth(m).withSecret("--ssh-key-file", "ssh-key", key.private)
+	in.ctr = in.ctr.WithMountedFile("/work/disk/disk.qcow2", disk).WithDirectory("/work/out", dag.Directory())
+	in.fresh, in.insecure = true, true
+	if channel != "" {
+		in.arg("--channel", channel)
 	}
-	return string(out) + "\n", nil
-}
-
-// begin opens the engine session and the registry access (with key and password when given) of a function.
-func (m *Imagemode) begin(ctx context.Context, key, password *dagger.Secret) (*session, engine.SignInput, error) {
-	s, err := m.session(ctx)
+	for _, r := range refuse {
+		in.arg("--refuse", r)
+	}
+	o, err := in.run(ctx)
 	if err != nil {
-		return nil, engine.SignInput{}, err
+		if o != nil && o.stdout != "" {
+			return "", fail(fmt.Errorf("%w\n%s", err, o.stdout))
+		}
+		return "", fail(err)
 	}
-	si, err := m.signInput(ctx, s, key, password)
-	if err != nil {
-		s.close()
-		return nil, engine.SignInput{}, fail(err)
-	}
-	return s, si, nil
-}
-
-// signInput is the module's registry access plus a key (optional) and the public key.
-func (m *Imagemode) signInput(ctx context.Context, s *session, key, password *dagger.Secret) (engine.SignInput, error) {
-	in := engine.SignInput{Registry: m.Registry, RegistryAuth: engine.Credential{Username: m.RegistryUsername}}
-	var err error
-	if in.Key, err = s.secret(ctx, key); err != nil {
-		return in, err
-	}
-	if in.Password, err = s.secret(ctx, password); err != nil {
-		return in, err
-	}
-	if in.RegistryAuth.Password, err = s.secret(ctx, m.RegistryPassword); err != nil {
-		return in, err
-	}
-	if in.PublicKey, err = s.file(ctx, m.PublicKey); err != nil {
-		return in, err
-	}
-	return in, nil
+	return o.file(ctx, "/work/out/lifecycle.json")
 }
 
 func (m *Imagemode) newRun(rep *report.Report) (*Run, error) {
@@ -538,13 +420,16 @@ func (m *Imagemode) newRun(rep *report.Report) (*Run, error) {
 
 func parseReport(s string) (*report.Report, error) { return report.Parse([]byte(s)) }
 
-func mustJSON(v any) string {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		panic(err) // report values always encode
-	}
-	return string(b)
-}
+// flatError is an error message with nothing behind it to unwrap.
+type flatError struct{ msg string }
 
-// fail keeps the project's message whole (engine.Flatten).
-func fail(err error) error { return engine.Flatten(err) }
+func (e flatError) Error() string { return e.msg }
+
+// fail returns an error with err's whole message and no chain: the Go SDK's module runtime reports the innermost
+// error of a wrapped chain, and would show the engine's raw message instead of the project's.
+func fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	return flatError{msg: err.Error()}
+}

@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
-	"time"
 
 	"dagger/imagemode/internal/dagger"
 
-	"github.com/imagemode/imagemode/ci/engine"
 	"github.com/imagemode/imagemode/ci/report"
-	"github.com/imagemode/imagemode/ci/smoke"
 )
 
 // Run is a family of images built (or loaded) together, and what the stages chained on it found.
@@ -50,35 +48,43 @@ type Layer struct {
 	ParentDigest string
 }
 
-func (r *Run) report() (*report.Report, error) {
-	rep, err := report.Parse([]byte(r.Report))
-	if err != nil {
-		// A run of loose images (Images) is not a full report.
-		var loose report.Report
-		if jerr := json.Unmarshal([]byte(r.Report), &loose); jerr == nil && len(loose.Layers) > 0 {
-			return &loose, nil
-		}
-		return nil, fmt.Errorf("the run's report: %w", err)
+// report parses the run's report; a run of loose images (Images) is not a whole report and is read as it is.
+func (r *Run) report() (rep *report.Report, whole bool, err error) {
+	if rep, err := report.Parse([]byte(r.Report)); err == nil {
+		return rep, true, nil
 	}
-	return rep, nil
+	var loose report.Report
+	if jerr := json.Unmarshal([]byte(r.Report), &loose); jerr == nil && len(loose.Layers) > 0 {
+		return &loose, false, nil
+	}
+	_, err = report.Parse([]byte(r.Report))
+	return nil, false, fmt.Errorf("the run's report: %w", err)
 }
 
-// refs are the run's images by digest.
-func (r *Run) refs() ([]string, *report.Report, error) {
-	rep, err := r.report()
+// withImages hands the run's images to the CLI: the report file of a whole run (so that verdicts belong to it),
+// or --image for loose images. It returns their references.
+func (r *Run) withImages(in *invocation) ([]string, error) {
+	rep, whole, err := r.report()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var out []string
+	var refs []string
 	for _, l := range rep.Layers {
-		out = append(out, l.Ref)
+		refs = append(refs, l.Ref)
 	}
-	return out, rep, nil
+	if whole {
+		in.arg("--from-report", in.withFile("report.json", r.Report))
+		return refs, nil
+	}
+	for _, ref := range refs {
+		in.arg("--image", ref)
+	}
+	return refs, nil
 }
 
 // Table renders the run report for people: one row per layer.
 func (r *Run) Table() (string, error) {
-	rep, err := r.report()
+	rep, _, err := r.report()
 	if err != nil {
 		return "", fail(err)
 	}
@@ -87,7 +93,7 @@ func (r *Run) Table() (string, error) {
 
 // Layers lists the run's images.
 func (r *Run) Layers() ([]*Layer, error) {
-	rep, err := r.report()
+	rep, _, err := r.report()
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -129,20 +135,16 @@ func (r *Run) Sign(
 	// +optional
 	password *dagger.Secret,
 ) (*Run, error) {
-	s, si, err := r.Mod.begin(ctx, key, password)
-	if err != nil {
-		return nil, err
+	in := r.Mod.cli("sign").withRegistryAuth(r.Mod).withSigningKey(key, password)
+	in.fresh = true
+	if _, err := r.withImages(in); err != nil {
+		return nil, fail(err)
 	}
-	defer s.close()
-	si.Images, _, err = r.refs()
+	o, err := in.run(ctx)
 	if err != nil {
 		return nil, fail(err)
 	}
-	out, err := engine.Sign(ctx, si)
-	if err != nil {
-		return nil, fail(err)
-	}
-	fmt.Fprint(os.Stderr, out)
+	fmt.Fprint(os.Stderr, o.stdout)
 	return r, nil
 }
 
@@ -150,22 +152,45 @@ func (r *Run) Sign(
 // repository; it fails if any does not.
 // +cache="never"
 func (r *Run) Verify(ctx context.Context) (string, error) {
-	s, si, err := r.Mod.begin(ctx, nil, nil)
-	if err != nil {
-		return "", err
-	}
-	defer s.close()
-	if si.Images, _, err = r.refs(); err != nil {
+	in := r.Mod.cli("verify").withRegistryAuth(r.Mod).withKeyFile("--public-key", "cosign.pub", r.Mod.PublicKey)
+	in.fresh = true
+	if _, err := r.withImages(in); err != nil {
 		return "", fail(err)
 	}
-	out, err := engine.Verify(ctx, si)
-	return out, fail(err)
+	o, err := in.run(ctx)
+	if err != nil {
+		if o != nil {
+			return "", fail(fmt.Errorf("%w\n%s", err, o.stdout))
+		}
+		return "", fail(err)
+	}
+	return o.stdout, nil
 }
 
-// SmokeTest boots every image of the run in QEMU (a service container of the engine) and probes it: the guest
-// reaches multi-user, plus the probes layers.yaml declares (HTTP pages, MariaDB round trip); in disk mode also
-// bootc status shows the tested digest booted and no unit failed. A failing verdict fails the chain; chain attest
-// to sign the verdicts.
+// smoke is a smoke-test or ci run of the CLI: QEMU in the toolbox (root capabilities, /dev/kvm), the VM settings,
+// the images, and in disk mode a disk of each made by the disk builder.
+func (r *Run) smoke(ctx context.Context, verb string, disk bool, reportPath string) (*invocation, error) {
+	m := r.Mod
+	in := m.cli(verb, "--accel", m.Accel, "--deadline", strconv.Itoa(m.Deadline)+"s", "--memory", strconv.Itoa(m.Memory),
+		"--report", reportPath).withDir(m).withRegistryAuth(m)
+	in.ctr = in.ctr.WithDirectory("/work/out", dag.Directory())
+	in.fresh, in.insecure = true, true
+	refs, err := r.withImages(in)
+	if err != nil {
+		return nil, err
+	}
+	if disk {
+		if err := m.withDisks(ctx, in, refs); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// SmokeTest boots every image of the run in QEMU and probes it: the guest reaches multi-user, plus the probes
+// layers.yaml declares (HTTP pages, MariaDB round trip); in disk mode also bootc status shows the tested digest
+// booted and no unit failed. It is `imagemode smoke` in the module's toolbox container, the code CI runs on
+// hosts. A failing verdict fails the chain; chain attest to sign the verdicts.
 // +cache="never"
 func (r *Run) SmokeTest(
 	ctx context.Context,
@@ -173,39 +198,23 @@ func (r *Run) SmokeTest(
 	// +optional
 	disk bool,
 ) (*Run, error) {
-	s, si, err := r.Mod.begin(ctx, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer s.close()
-	refs, rep, err := r.refs()
+	in, err := r.smoke(ctx, "smoke", disk, "/work/out/verdicts.json")
 	if err != nil {
 		return nil, fail(err)
 	}
-	if rep.RunID != "" {
-		si.Report = r.Report
-	} else {
-		si.Images = refs
-	}
-	in := r.Mod.smokeInput(si, disk)
-	if in.Dir, err = s.dir(ctx, r.Mod.Dir); err != nil {
-		return nil, fail(err)
-	}
-	verdicts, err := engine.SmokeTest(ctx, s.c, in, os.Stderr)
+	o, err := in.run(ctx)
 	if err != nil {
-		return nil, fail(err)
-	}
-	out, err := json.MarshalIndent(verdicts, "", "  ")
-	if err != nil {
-		return nil, fail(fmt.Errorf("encoding the verdicts: %w", err))
-	}
-	for _, v := range verdicts {
-		if v.Verdict != smoke.Pass {
-			return nil, fail(fmt.Errorf("smoke test FAILED for %s: %s\n%s", v.Layer, v.Reason, out))
+		if o != nil && o.stdout != "" {
+			return nil, fail(fmt.Errorf("%w\n%s", err, o.stdout))
 		}
+		return nil, fail(err)
+	}
+	verdicts, err := o.file(ctx, "/work/out/verdicts.json")
+	if err != nil {
+		return nil, fail(err)
 	}
 	next := *r
-	next.Verdicts = string(out) + "\n"
+	next.Verdicts = verdicts
 	return &next, nil
 }
 
@@ -223,30 +232,25 @@ func (r *Run) Attest(
 	if r.Verdicts == "" {
 		return nil, fail(fmt.Errorf("no verdicts to attest: chain smoke-test before attest"))
 	}
-	var verdicts []smoke.Verdict
-	if err := json.Unmarshal([]byte(r.Verdicts), &verdicts); err != nil {
-		return nil, fail(fmt.Errorf("reading the verdicts: %w", err))
+	in := r.Mod.cli("attest").withRegistryAuth(r.Mod).withSigningKey(key, password)
+	in.fresh = true
+	in.arg("--verdicts", in.withFile("verdicts.json", r.Verdicts))
+	if _, whole, err := r.report(); err != nil {
+		return nil, fail(err)
+	} else if whole {
+		in.arg("--from-report", in.withFile("report.json", r.Report))
 	}
-	s, si, err := r.Mod.begin(ctx, key, password)
-	if err != nil {
-		return nil, err
-	}
-	defer s.close()
-	rep, err := report.Parse([]byte(r.Report))
-	if err != nil {
-		rep = nil // loose images: verdicts only, no run record
-	}
-	out, err := engine.Attest(ctx, si, rep, verdicts, os.Stderr)
+	o, err := in.run(ctx)
 	if err != nil {
 		return nil, fail(err)
 	}
-	fmt.Fprint(os.Stderr, out)
+	fmt.Fprint(os.Stderr, o.stdout)
 	return r, nil
 }
 
 // Ci signs every image of the run, boots and probes each in QEMU, and attests every verdict — failed ones too —
-// and the run record: what main.yml runs after build-all. A failed signature or verdict fails it; the result is in
-// the run's result field.
+// and the run record: what main.yml runs after build-all (`imagemode ci --from-report` in the toolbox). A failed
+// signature or verdict fails it; the result is in the run's result field.
 // +cache="never"
 func (r *Run) Ci(
 	ctx context.Context,
@@ -260,36 +264,33 @@ func (r *Run) Ci(
 	// +optional
 	disk bool,
 ) (*Run, error) {
-	rep, err := report.Parse([]byte(r.Report))
-	if err != nil {
-		return nil, fail(fmt.Errorf("ci runs on a build-all run: %w", err))
+	if _, whole, err := r.report(); err != nil || !whole {
+		return nil, fail(fmt.Errorf("ci runs on a build-all run (build-all, run or candidate), not on loose images"))
 	}
-	s, si, err := r.Mod.begin(ctx, key, password)
+	in, err := r.smoke(ctx, "ci", disk, "/work/out/result.json")
 	if err != nil {
-		return nil, err
-	}
-	defer s.close()
-	in := r.Mod.smokeInput(engine.SignInput{}, disk)
-	if in.Dir, err = s.dir(ctx, r.Mod.Dir); err != nil {
 		return nil, fail(err)
 	}
-	res, err := engine.AfterBuild(ctx, s.c, rep, si, in, os.Stderr)
-	if res == nil {
+	in.withSigningKey(key, password)
+	o, err := in.run(ctx)
+	if err != nil {
+		if o != nil && o.stdout != "" {
+			return nil, fail(fmt.Errorf("%w\n\n%s", err, o.stdout))
+		}
 		return nil, fail(err)
 	}
-	out, jerr := res.JSON()
+	result, err := o.file(ctx, "/work/out/result.json")
 	if err != nil {
-		return nil, fail(fmt.Errorf("%w\n\n%s", err, res.Text()))
+		return nil, fail(err)
 	}
-	if jerr != nil {
-		return nil, fail(jerr)
+	var res struct {
+		Verdicts json.RawMessage `json:"verdicts"`
 	}
-	vs, verr := json.MarshalIndent(res.Verdicts, "", "  ")
-	if verr != nil {
-		return nil, fail(verr)
+	if err := json.Unmarshal([]byte(result), &res); err != nil {
+		return nil, fail(fmt.Errorf("reading the ci result: %w", err))
 	}
 	next := *r
-	next.Result, next.Verdicts = string(out), string(vs)+"\n"
+	next.Result, next.Verdicts = result, string(res.Verdicts)+"\n"
 	return &next, nil
 }
 
@@ -304,9 +305,9 @@ func (r *Run) Promote(
 	// +optional
 	expectRun string,
 ) (string, error) {
-	rep, err := report.Parse([]byte(r.Report))
-	if err != nil {
-		return "", fail(fmt.Errorf("promote runs on a build-all run: %w", err))
+	rep, whole, err := r.report()
+	if err != nil || !whole {
+		return "", fail(fmt.Errorf("promote runs on a build-all run (build-all, run or candidate), not on loose images"))
 	}
 	return r.Mod.Promote(ctx, tag, []string{rep.Profile}, rep.Commit, "", nil, nil, false, expectRun)
 }
@@ -325,14 +326,9 @@ func (r *Run) DiskImage(
 	if err != nil {
 		return nil, err
 	}
-	rep, err := r.report()
+	rep, _, err := r.report()
 	if err != nil {
 		return nil, fail(err)
 	}
 	return r.Mod.DiskImage(ctx, l.Ref, l.Repository+":"+rep.Profile, sshKey)
-}
-
-func (m *Imagemode) smokeInput(si engine.SignInput, disk bool) engine.SmokeInput {
-	return engine.SmokeInput{SignInput: si, Disk: disk, DiskBuilder: m.DiskBuilder, QEMUImage: m.QemuImage, Accel: m.Accel,
-		Deadline: time.Duration(m.Deadline) * time.Second, MemoryMB: m.Memory}
 }

@@ -6,7 +6,6 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -200,54 +199,3 @@ func standinKernel(t *testing.T) string {
 	}
 }
 
-// TestRingConsoleRealQEMU: the serial console the engine reads (vm.SerialRing, read over QMP by vm.RingConsole)
-// with a real QEMU on this host: a kernel without a root disk boots, prints, panics and QEMU exits (-no-reboot).
-// The console has the kernel's first line (written before the first read), the panic, and the exit is noticed.
-func TestRingConsoleRealQEMU(t *testing.T) {
-	requireQEMU(t)
-	kernel := standinKernel(t)
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "qmp.sock")
-	disk := filepath.Join(dir, "empty.raw")
-	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := vm.Config{Kernel: kernel, Append: "console=ttyS0,115200n8 panic=5", Disk: disk, Format: "raw", Snapshot: true,
-		NoReboot: true, MemoryMB: 256, CPUs: 1}
-	cmd := exec.CommandContext(t.Context(), "qemu-system-x86_64", cfg.Args(vm.AccelTCG, vm.SerialRing, "unix:"+sock+",server=on,wait=off")...)
-	var stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			t.Logf("killing QEMU: %v", err)
-		}
-	})
-	c := vm.FollowRing(t.Context(), vm.QMP{Network: "unix", Address: sock}, vm.RingOptions{Interval: 100 * time.Millisecond})
-	select {
-	case <-c.Exited():
-	case err := <-waited:
-		// QEMU exited; the console must notice on its own.
-		select {
-		case <-c.Exited():
-		case <-time.After(10 * time.Second):
-			t.Fatalf("QEMU exited (%v, %s) but the console did not notice; %s", err, stderr.String(), c.State())
-		}
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("the kernel did not panic and exit within 3 min; %s\n%s", c.State(), vm.Tail(c.String(), 20))
-	}
-	out := c.String()
-	if i := strings.Index(out, "Linux version"); i < 0 || i > 100 {
-		t.Errorf("the console does not start with the kernel's first line (at %d): %q", i, out[:min(len(out), 200)])
-	}
-	if !strings.Contains(out, "Kernel panic") {
-		t.Errorf("no panic on the console; %s\n%s", c.State(), vm.Tail(out, 20))
-	}
-	if err := c.ExitError(); err == nil || !strings.Contains(err.Error(), "QEMU exited") {
-		t.Errorf("exit error: %v", err)
-	}
-}

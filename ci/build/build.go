@@ -1,6 +1,7 @@
 // Package build defines the one thing the pipeline asks of an image builder: build this Containerfile with these
-// arguments, labels and secrets, push the result to this tag and say its digest. Implementations: the Dagger engine
-// (ci/build/daggerbuild, production) and buildah on the host (ci/build/buildah, CI on machines without an engine).
+// arguments, labels and secrets, push the result to this tag and say its digest. In this process: buildah
+// (ci/build/buildah). The Dagger module builds with the engine outside the process, through step files
+// (ci/buildstep, pipeline.Begin/Advance).
 package build
 
 import (

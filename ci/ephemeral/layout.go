@@ -16,8 +16,8 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
-// RootFS is read access to an image's root filesystem: a folder on this host (Dir) or, under Dagger, the
-// Container.Rootfs() of the image (ci/engine). Paths are slash-separated and relative to the root.
+// RootFS is read access to an image's root filesystem (Dir: an unpacked image; tests use fakes). Paths are
+// slash-separated and relative to the root.
 type RootFS interface {
 	// Glob returns the files matching pattern (path.Match syntax per element), in any order.
 	Glob(ctx context.Context, pattern string) ([]string, error)

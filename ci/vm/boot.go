@@ -14,8 +14,8 @@ import (
 // then picks TCG.
 var ErrKVMFailed = errors.New("KVM could not run the guest")
 
-// Instance is one running QEMU, wherever it runs: a process on this host (*VM) or a Dagger service container
-// (ci/engine). Probes, the smoke and life-cycle tests and the acceleration fallback see only this.
+// Instance is one running QEMU (*VM: a process on this host, or in the Dagger module's toolbox container; tests
+// plug in fakes). Probes, the smoke and life-cycle tests and the acceleration fallback see only this.
 type Instance interface {
 	// Accel is the acceleration the QEMU runs with (kvm or tcg).
 	Accel() Accel

@@ -3,8 +3,6 @@ package vm
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,38 +18,6 @@ type fakeQMP struct {
 	l     net.Listener
 	mu    sync.Mutex
 	state string
-	// ring is what ringbuf-read of RingDevice returns (and takes away).
-	ring []byte
-}
-
-// emit adds console output to the ring.
-func (f *fakeQMP) emit(b []byte) {
-	f.mu.Lock()
-	f.ring = append(f.ring, b...)
-	f.mu.Unlock()
-}
-
-// ringRead answers a ringbuf-read request line as QEMU does.
-func (f *fakeQMP) ringRead(line string) string {
-	var req struct {
-		Arguments struct {
-			Device string `json:"device"`
-			Size   int    `json:"size"`
-			Format string `json:"format"`
-		} `json:"arguments"`
-	}
-	if err := json.Unmarshal([]byte(line), &req); err != nil || req.Arguments.Format != "base64" || req.Arguments.Size <= 0 {
-		return `{"error": {"class": "GenericError", "desc": "bad ringbuf-read"}}`
-	}
-	if req.Arguments.Device != RingDevice {
-		return fmt.Sprintf(`{"error": {"class": "DeviceNotFound", "desc": "Device '%s' not found"}}`, req.Arguments.Device)
-	}
-	f.mu.Lock()
-	n := min(req.Arguments.Size, len(f.ring))
-	out := f.ring[:n]
-	f.ring = f.ring[n:]
-	f.mu.Unlock()
-	return fmt.Sprintf(`{"return": %q}`, base64.StdEncoding.EncodeToString(out))
 }
 
 func newFakeQMP(t *testing.T) *fakeQMP {
@@ -90,8 +56,6 @@ func (f *fakeQMP) serve() {
 				switch {
 				case strings.Contains(line, "qmp_capabilities"):
 					fmt.Fprintln(c, `{"return": {}}`)
-				case strings.Contains(line, "ringbuf-read"):
-					fmt.Fprintln(c, f.ringRead(line))
 				case strings.Contains(line, "query-status"):
 					f.mu.Lock()
 					st := f.state

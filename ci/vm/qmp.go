@@ -3,7 +3,6 @@ package vm
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,23 +42,6 @@ func (q QMP) Quit(timeout time.Duration) error {
 	}
 	defer conn.Close()
 	return qmpDo(conn, time.Now().Add(timeout), "quit", nil, nil)
-}
-
-// ReadRing takes what a ringbuf character device holds (QMP ringbuf-read, base64: the console's bytes as they
-// are), at most max bytes; the device keeps the rest for the next call.
-func (q QMP) ReadRing(ctx context.Context, device string, max int) ([]byte, error) {
-	var out struct {
-		Return string `json:"return"`
-	}
-	args := map[string]any{"device": device, "size": max, "format": "base64"}
-	if err := q.command(ctx, "ringbuf-read", args, &out); err != nil {
-		return nil, err
-	}
-	b, err := base64.StdEncoding.DecodeString(out.Return)
-	if err != nil {
-		return nil, fmt.Errorf("QMP ringbuf-read %s: decoding: %w", device, err)
-	}
-	return b, nil
 }
 
 func (q QMP) command(ctx context.Context, command string, args, out any) error {

@@ -74,19 +74,8 @@ type Config struct {
 	Dir string
 }
 
-// SerialRing as Args' serial keeps the serial console in QEMU's memory, in a ring buffer named RingDevice that
-// QMP reads (QMP.ReadRing, RingConsole): nothing the guest writes before or between reads is lost, and no client
-// has to hold a connection to the console.
-const SerialRing = "ring"
-
-// RingDevice is the character device of SerialRing.
-const RingDevice = "imagemode-serial"
-
-// ringSize is the ring's size (a power of two): far more than a boot writes between two reads.
-const ringSize = 4 << 20
-
 // Args returns QEMU's argument vector, with the host ports already chosen. accel is kvm or tcg (Boot decides what
-// auto means; given auto, Args uses TCG, which always works). serial is SerialRing or a QEMU character device
+// auto means; given auto, Args uses TCG, which always works). serial is a QEMU character device
 // ("file:PATH", "tcp:HOST:PORT,server=on,wait=off"); qmp is a character device ("unix:PATH,server=on,wait=off",
 // "tcp:HOST:PORT,server=on,wait=off").
 func (c Config) Args(accel Accel, serial, qmp string) []string {
@@ -108,11 +97,7 @@ func (c Config) Args(accel Accel, serial, qmp string) []string {
 		"-display", "none",
 		"-vga", "none",
 	)
-	if serial == SerialRing {
-		args = append(args, "-chardev", "ringbuf,id="+RingDevice+",size="+strconv.Itoa(ringSize), "-serial", "chardev:"+RingDevice)
-	} else {
-		args = append(args, "-serial", serial)
-	}
+	args = append(args, "-serial", serial)
 	args = append(args,
 		"-qmp", qmp,
 		"-device", "virtio-rng-pci",

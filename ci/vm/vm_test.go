@@ -19,7 +19,7 @@ func TestArgsEphemeral(t *testing.T) {
 
 func TestArgsDisk(t *testing.T) {
 	c := Config{Disk: "/w/disk.qcow2", Format: "qcow2"}
-	golden.Check(t, "disk-kvm.args", []byte(strings.Join(c.Args(AccelKVM, SerialRing, "tcp:0.0.0.0:4445,server=on,wait=off"), "\n")+"\n"))
+	golden.Check(t, "disk-kvm.args", []byte(strings.Join(c.Args(AccelKVM, "file:/w/serial.log", "unix:/w/qmp.sock,server=on,wait=off"), "\n")+"\n"))
 	// Boot resolves auto; Args never asks QEMU for its own fallback (-accel kvm -accel tcg falls back only when KVM
 	// does not initialise, not when the guest then dies under it).
 	if a := strings.Join(c.Args(AccelAuto, "file:s", "unix:q"), " "); strings.Contains(a, "kvm") || !strings.Contains(a, "-accel tcg") {

@@ -16,12 +16,16 @@ type (
 	File          = lib.File
 	Secret        = lib.Secret
 	GitRepository = lib.GitRepository
-	Service       = lib.Service
+	GitRef        = lib.GitRef
 
-	ContainerID     = lib.ContainerID
-	DirectoryID     = lib.DirectoryID
-	FileID          = lib.FileID
-	SecretID        = lib.SecretID
-	GitRepositoryID = lib.GitRepositoryID
-	ServiceID       = lib.ServiceID
+	BuildArg                     = lib.BuildArg
+	ContainerOpts                = lib.ContainerOpts
+	ContainerWithExecOpts        = lib.ContainerWithExecOpts
+	DirectoryDockerBuildOpts     = lib.DirectoryDockerBuildOpts
+	DirectoryFilterOpts          = lib.DirectoryFilterOpts
+	ContainerWithMountedFileOpts = lib.ContainerWithMountedFileOpts
+	ReturnType                   = lib.ReturnType
 )
+
+// ReturnTypeAny is the generated constant of the same name.
+const ReturnTypeAny = lib.ReturnTypeAny

@@ -3,22 +3,17 @@
 package module
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"dagger.io/dagger"
-
-	"github.com/imagemode/imagemode/ci/engine"
 	"github.com/imagemode/imagemode/ci/smoke"
-	"github.com/imagemode/imagemode/ci/vm"
 )
 
 func median(ds []time.Duration) time.Duration {
@@ -52,8 +47,9 @@ func BenchmarkModuleBuildAll(b *testing.B) {
 }
 
 // BenchmarkModuleSmokeOverhead prints P1 in the module: the smoke verdict's boot-to-ready time (QEMU start to the
-// last probe's pass, from the verdict) over a bare boot-to-ready of the same image in the same QEMU container (the
-// same argv; bash polls GET / every 100 ms beside QEMU). Medians of 3. Goal ≤ 1.15.
+// last probe's pass, from the verdict of `imagemode smoke`) over a bare boot-to-ready of the same image in the same
+// toolbox container (tests/module/bareboot: the same ephemeral preparation and QEMU, GET / every 100 ms). Both run
+// in one container of the module's toolbox (`dagger call toolbox with-exec …`), alternately. Medians of 3. Goal ≤ 1.15.
 func BenchmarkModuleSmokeOverhead(b *testing.B) {
 	rep, _ := buildAll(b, env.base)
 	hp := layerRef(b, rep, "homepage")
@@ -64,21 +60,50 @@ func BenchmarkModuleSmokeOverhead(b *testing.B) {
 			accel = "tcg"
 		}
 	}
-	client := connect(b)
+	bin := filepath.Join(b.TempDir(), "bareboot")
+	build := exec.CommandContext(b.Context(), "go", "build", "-o", bin, "./tests/module/bareboot")
+	build.Dir, build.Env = env.root, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building bareboot: %v\n%s", err, out)
+	}
+	script := fmt.Sprintf(`set -e
+for i in 1 2 3; do
+  bareboot --image %[1]s --accel %[2]s
+  imagemode smoke --image %[1]s --accel %[2]s --dir containerfiles --deadline 240s --report /tmp/v.json >/dev/null
+  echo "verdict $(tr -d '\n' < /tmp/v.json)"
+done`, hp, accel)
 	for b.Loop() {
+		r := mustCall(b, append(mod(env.base), "toolbox",
+			"with-file", "--path", "/usr/local/bin/bareboot", "--source", bin, "--permissions", "0755",
+			"with-directory", "--path", "/work/containerfiles", "--directory", standinDir,
+			"with-env-variable", "--name", "IMAGEMODE_CALL", "--value", randHex(8),
+			"with-exec", "--insecure-root-capabilities", "--args", "bash,-c,"+script, "stdout")...)
 		var bare, verdict []time.Duration
-		for i := 0; i < 3; i++ {
-			bare = append(bare, bareBoot(b, client, hp, vm.Accel(accel)))
-			v := smokeTest(b, accel, hp)[0]
-			if v.Verdict != smoke.Pass {
-				b.Fatalf("verdict %s: %s", v.Verdict, v.Reason)
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			kind, rest, _ := strings.Cut(line, " ")
+			switch kind {
+			case "bare":
+				ms, err := strconv.Atoi(rest)
+				if err != nil {
+					b.Fatalf("bare boot printed %q", line)
+				}
+				bare = append(bare, time.Duration(ms)*time.Millisecond)
+			case "verdict":
+				vs := parseVerdicts(b, rest, 1)
+				if vs[0].Verdict != smoke.Pass {
+					b.Fatalf("verdict %s: %s", vs[0].Verdict, vs[0].Reason)
+				}
+				d := time.Duration(vs[0].ReadyMS()) * time.Millisecond
+				verdict = append(verdict, d)
+				var probes []string
+				for _, p := range vs[0].Probes {
+					probes = append(probes, fmt.Sprintf("%s %.1f s", p.Name, float64(p.SinceBootMS)/1000))
+				}
+				b.Logf("boot %d: bare %s, verdict %s (%s)", len(verdict), bare[len(bare)-1].Round(100*time.Millisecond), d.Round(100*time.Millisecond), strings.Join(probes, ", "))
 			}
-			verdict = append(verdict, time.Duration(v.ReadyMS())*time.Millisecond)
-			var probes []string
-			for _, p := range v.Probes {
-				probes = append(probes, fmt.Sprintf("%s %.1f s", p.Name, float64(p.SinceBootMS)/1000))
-			}
-			b.Logf("boot %d: bare %s, verdict %s (%s)", i+1, bare[i].Round(100*time.Millisecond), verdict[i].Round(100*time.Millisecond), strings.Join(probes, ", "))
+		}
+		if len(bare) != 3 || len(verdict) != 3 {
+			b.Fatalf("%d bare boots and %d verdicts, want 3 each:\n%s", len(bare), len(verdict), r.stdout)
 		}
 		b.ReportMetric(float64(median(verdict))/float64(median(bare)), "P1")
 		b.ReportMetric(median(bare).Seconds(), "bare-s")
@@ -86,62 +111,39 @@ func BenchmarkModuleSmokeOverhead(b *testing.B) {
 	}
 }
 
-// connect opens a Dagger session from the test process (the engine the dagger CLI uses).
-func connect(b *testing.B) *dagger.Client {
-	b.Helper()
-	if os.Getenv("_EXPERIMENTAL_DAGGER_CLI_BIN") == "" {
-		p, err := exec.LookPath("dagger")
-		if err != nil {
-			b.Fatal(err)
+// BenchmarkModuleLoad prints what a user waits for on an engine with an empty cache (the engine's local cache
+// pruned first, as on a fresh engine: a GitHub job's): the first `dagger functions` (the module's SDK code
+// generated and compiled), the same again (warm), then the first function call (lint: the CLI compiled in the
+// engine from its source, Go modules downloaded) and lint again. Goals: cold load ≤ 60 s on the development kit on
+// an otherwise idle machine, warm ≤ 1 s.
+func BenchmarkModuleLoad(b *testing.B) {
+	for b.Loop() {
+		prune := exec.CommandContext(b.Context(), "dagger", "core", "engine", "local-cache", "prune")
+		if out, err := prune.CombinedOutput(); err != nil {
+			b.Fatalf("pruning the engine's cache: %v\n%s", err, tailOf(string(out)))
 		}
-		b.Setenv("_EXPERIMENTAL_DAGGER_CLI_BIN", p)
+		functions := func() time.Duration {
+			cmd := exec.CommandContext(b.Context(), "dagger", "functions", "-m", env.root)
+			cmd.Dir = env.root
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("dagger functions: %v\n%s", err, tailOf(string(out)))
+			}
+			return time.Since(start)
+		}
+		cold, warm := functions(), functions()
+		first := mustCall(b, "--dir", standinDir, "lint").wall
+		again := mustCall(b, "--dir", standinDir, "lint").wall
+		b.ReportMetric(cold.Seconds(), "load-cold-s")
+		b.ReportMetric(warm.Seconds(), "load-warm-s")
+		b.ReportMetric(first.Seconds(), "first-call-s")
+		b.ReportMetric(again.Seconds(), "call-warm-s")
 	}
-	c, err := dagger.Connect(context.Background(), dagger.WithLogOutput(io.Discard))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	return c
 }
 
-// bareScript starts QEMU (its argv are the script's arguments) and polls the guest's page every 100 ms; it prints
-// the milliseconds from QEMU's start to the first answer holding the homepage's text.
-const bareScript = `qemu-system-x86_64 "$@" & q=$!
-t0=$(date +%s%N)
-while :; do
-  # Each attempt has 2 s, like the host benchmark's HTTP client: a forwarded connection to a guest whose network
-  # is not up yet stalls instead of failing.
-  if timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && printf "GET / HTTP/1.0\r\nHost: guest\r\n\r\n" >&3 && grep -q "Image Mode for RHEL" <&3' 2>/dev/null; then
-    break
-  fi
-  kill -0 "$q" || { echo "QEMU exited" >&2; exit 1; }
-  [ $(( $(date +%s%N) - t0 )) -lt 240000000000 ] || { echo "no answer in 240 s" >&2; exit 1; }
-  sleep 0.1
-done
-echo $(( ($(date +%s%N) - t0) / 1000000 ))
-kill "$q"
-`
-
-// bareBoot boots the image's ephemeral boot, prepared by the module's own code, in the module's QEMU container.
-func bareBoot(b *testing.B, c *dagger.Client, image string, accel vm.Accel) time.Duration {
-	b.Helper()
-	ctx := b.Context()
-	qemu := engine.QEMUContainer(c, "")
-	boot, err := engine.PrepareEphemeral(ctx, qemu, c.Container(dagger.ContainerOpts{Platform: "linux/amd64"}).From(image).Rootfs())
-	if err != nil {
-		b.Fatal(err)
+func tailOf(s string) string {
+	if len(s) > 4000 {
+		return "…" + s[len(s)-4000:]
 	}
-	cfg := boot.Config
-	cfg.Forwards = []vm.Forward{{Guest: 80, Host: 8080}}
-	args := append([]string{"bash", "-c", bareScript, "bare"}, cfg.Args(accel, "file:/tmp/serial.log", "unix:/tmp/qmp.sock,server=on,wait=off")...)
-	out, err := boot.Container(qemu).WithEnvVariable("IMAGEMODE_BOOT", "bare-"+randHex(6)).
-		WithExec(args, dagger.ContainerWithExecOpts{InsecureRootCapabilities: true}).Stdout(ctx)
-	if err != nil {
-		b.Fatalf("bare boot: %v", err)
-	}
-	ms, err := strconv.Atoi(strings.TrimSpace(out))
-	if err != nil {
-		b.Fatalf("bare boot printed %q", out)
-	}
-	return time.Duration(ms) * time.Millisecond
+	return s
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/imagemode/imagemode/ci/diskimage"
 	"github.com/imagemode/imagemode/ci/guest"
+	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/smoke"
 )
@@ -99,7 +100,7 @@ func runGenerateSSHKey(ctx context.Context, args []string, stdout, stderr io.Wri
 func runDiskImage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("disk-image", "Make a qcow2 disk of an image with bootc-image-builder or image-builder. Runs inside the disk builder's\ncontainer (privileged; `dagger call disk-image` runs it there): pulls the image by digest into\ncontainers-storage, tags it with --follow (so bootc upgrade works on the host), installs bootc-user with\n--ssh-key from config.toml, and writes the disk to --output.", stderr)
 	image := fs.String("image", "", mhelp("disk-image.image"))
-	follow := fs.String("follow", "", mhelp("disk-image.follow"))
+	follow := fs.String("follow", "", mhelp("disk-image.follow", "Default: <repository>:<profile label>."))
 	sshKey := fs.String("ssh-key", "", mhelp("disk-image.ssh-key"))
 	builder := fs.String("disk-builder", diskimage.BIBCentOS, mhelp("new.disk-builder", "Here it names the builder this runs in (its command line)."))
 	output := fs.String("output", "/output/disk.qcow2", "where the disk is written")
@@ -108,19 +109,39 @@ func runDiskImage(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *image == "" || *follow == "" || *sshKey == "" {
-		return &usageError{msg: "--image, --follow and --ssh-key are required"}
+	if *image == "" || *sshKey == "" {
+		return &usageError{msg: "--image and --ssh-key are required"}
+	}
+	repo, _, err := registry.SplitDigestRef(*image)
+	if err != nil {
+		return &usageError{msg: fmt.Sprintf("--image %q: disk images are made of digests (repository@sha256:...)", *image)}
 	}
 	conf, err := diskimage.ConfigTOML(diskimage.Config{Users: []diskimage.User{{Name: "bootc-user", Key: strings.TrimSpace(*sshKey), Groups: []string{"wheel"}}}})
 	if err != nil {
 		return &usageError{msg: "--ssh-key: " + err.Error()}
 	}
-	host, _, _ := strings.Cut(*image, "/")
-	job := diskimage.Job{Kind: diskimage.KindOf(*builder), Image: *image, Follow: *follow, TLSVerify: !registry.PlainHTTP(host)}
 	creds, err := rf.credentials(*image, "")
 	if err != nil {
 		return err
 	}
+	if *follow == "" {
+		// The host follows the layer's channel tag of its profile: <repository>:<profile>.
+		client, err := rf.client(creds...)
+		if err != nil {
+			return err
+		}
+		labels, err := client.Labels(ctx, *image)
+		if err != nil {
+			return fmt.Errorf("--image %s: reading its profile label (or pass --follow): %w", *image, err)
+		}
+		p := labels[layers.LabelProfile]
+		if p == "" {
+			return &usageError{msg: fmt.Sprintf("--image %s has no %s label: pass --follow", *image, layers.LabelProfile)}
+		}
+		*follow = repo + ":" + p
+	}
+	host, _, _ := strings.Cut(*image, "/")
+	job := diskimage.Job{Kind: diskimage.KindOf(*builder), Image: *image, Follow: *follow, TLSVerify: !registry.PlainHTTP(host)}
 	if len(creds) > 0 {
 		authFile, rm, err := writeAuthFile(creds)
 		if err != nil {

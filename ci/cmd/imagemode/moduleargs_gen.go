@@ -43,6 +43,8 @@ var moduleArgs = map[string]moduleArg{
 	"new.registry":                 {help: "Repository prefix images are pushed under and read from, e.g. ghcr.io/ORG/imagemode, or ttl.sh/imagemode-RANDOM to try the CentOS profiles without an account. Required by the functions that use a registry.", def: ""},
 	"new.registry-password":        {help: "Password or token for --registry.", def: ""},
 	"new.registry-username":        {help: "Username for --registry.", def: ""},
+	"new.source":                   {help: "The imagemode source the CLI is built from (go.mod, go.sum and ci/; default: this module's repository).", def: ""},
+	"new.toolbox-image":            {help: "A released imagemode toolbox image (the CLI at /usr/local/bin/imagemode with QEMU and mkfs.ext4), by digest, to run instead of building the CLI from --source.", def: ""},
 	"new.trust-allow-base":         {help: "With --trust-mode reject, let hosts switch back to the stock base image's repository.", def: ""},
 	"new.trust-key":                {help: "Cosign public key the SOE's hosts require on images from --trusted-namespace: installs /etc/containers/policy.json (merged with the base image's), registries.d and the key.", def: ""},
 	"new.trust-mode":               {help: "Host policy with --trust-key: reject (every image not signed in a trusted namespace is refused) or namespaces (signatures required only inside them).", def: "reject"},
@@ -72,4 +74,6 @@ var moduleArgs = map[string]moduleArg{
 	"run.sign.key":                 {help: "Cosign private key.", def: ""},
 	"run.sign.password":            {help: "Password of the key.", def: ""},
 	"run.smoke-test.disk":          {help: "Boot bootc-image-builder disks (release fidelity) instead of the images' own kernel and root filesystem.", def: ""},
+	"test-check-reachable.t":       {help: "Run with `go test -tags typecheck` in dagger/ (the engine's generated client is not needed for pure functions).", def: ""},
+	"test-cli-error.t":             {help: "", def: ""},
 }

@@ -46,11 +46,13 @@ func TestCLIAndModuleTakeTheSameFlags(t *testing.T) {
 	}
 	// Arguments only the module has: the engine gives it what the CLI finds on the host.
 	moduleOnly := map[string]string{
-		"git":          "the module reads the commit from a git checkout object; the CLI runs git in --dir's checkout",
-		"qemu-image":   "the module runs QEMU in a container; the CLI runs the host's QEMU",
-		"disk":         "disk mode needs bootc-image-builder, which only the engine runs",
-		"disk-builder": "disk mode needs bootc-image-builder, which only the engine runs",
-		"report":       "the module takes the report's JSON as a string; the CLI reads a file (--from-report) and writes --report",
+		"git":           "the module reads the commit from a git checkout object; the CLI runs git in --dir's checkout",
+		"qemu-image":    "the module runs QEMU in a container; the CLI runs the host's QEMU",
+		"source":        "the module builds the CLI from this source; the CLI is already built",
+		"toolbox-image": "a released image with the CLI, instead of building it from --source",
+		"disk":          "disk mode needs bootc-image-builder, which only the engine runs",
+		"disk-builder":  "disk mode needs bootc-image-builder, which only the engine runs",
+		"report":        "the module takes the report's JSON as a string; the CLI reads a file (--from-report) and writes --report",
 	}
 	// Flags only the CLI has.
 	cliOnly := map[string]string{

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"dagger/imagemode/internal/dagger"
+
+	"github.com/imagemode/imagemode/ci/buildstep"
+	"github.com/imagemode/imagemode/ci/profile"
+)
+
+// buildSecret is a build secret: the CLI flag that hands it to the CLI (which checks the profile's needs and
+// digests the password hash) and the id the Containerfiles mount it by.
+type buildSecret struct {
+	flag, id string
+	secret   *dagger.Secret
+}
+
+// BuildAll builds every layer in dependency order — the SOE, then httpd and database in parallel, then homepage —
+// pushing each to <registry>/<layer>:build-<run-id>-<profile> and building its children FROM its exact digest.
+// Candidate tags sha-<commit>-<profile> are written only when every layer succeeded. Returns the run, on which
+// smoke-test, sign, attest, verify, ci, disk-image and promote chain.
+// +cache="never"
+func (m *Imagemode) BuildAll(
+	ctx context.Context,
+	// Build only these layers and their ancestors (repeatable; default: all).
+	// +optional
+	layer []string,
+	// Git commit the images are built from (labels and candidate tags); default: HEAD of the checkout.
+	// +optional
+	commit string,
+	// Id of this run, used in run-scoped tags (default: time and random).
+	// +optional
+	runID string,
+	// Extra build arguments KEY=VALUE for every layer (never secrets: they are recorded in the image).
+	// +optional
+	buildArg []string,
+	// Value of the org.opencontainers.image.source label.
+	// +optional
+	sourceURL string,
+	// Seconds since the epoch used as the images' creation time (reproducible configs); 0: none.
+	// +optional
+	sourceDateEpoch int,
+	// Layers of one level built at once (0: all).
+	// +optional
+	jobs int,
+	// RHEL entitlement certificate (/etc/pki/entitlement/<serial>.pem of a registered host); RHEL profiles.
+	// +optional
+	entitlementCert *dagger.Secret,
+	// RHEL entitlement key (/etc/pki/entitlement/<serial>-key.pem); RHEL profiles.
+	// +optional
+	entitlementKey *dagger.Secret,
+	// RHSM CA (/etc/rhsm/ca/redhat-uep.pem); RHEL profiles.
+	// +optional
+	rhsmCa *dagger.Secret,
+	// crypt(3) hash of bootc-user's password (mkpasswd --method=sha-512); default: the account is locked.
+	// +optional
+	passwordHash *dagger.Secret,
+	// Reuse a signed image whose inputs (Containerfile, context, arguments, profile, parent digest) are unchanged
+	// instead of building the layer: hosts then download nothing for it. Needs --public-key.
+	// +default=true
+	reuse bool,
+	// Layers to build even when their inputs are unchanged, or "all" (picks up errata: the SOE updates packages).
+	// +optional
+	refresh []string,
+	// Key of the HMAC under which secret inputs (the password hash) enter input digests.
+	// +optional
+	inputsKey *dagger.Secret,
+) (*Run, error) {
+	for _, r := range [][2]string{{"--registry", m.Registry}, {"--base-image", m.BaseImage}} {
+		if err := checkReachable(r[0], r[1]); err != nil {
+			return nil, fail(err)
+		}
+	}
+	if commit == "" {
+		if m.Git == nil {
+			return nil, fail(fmt.Errorf("--commit is required when no git checkout is available"))
+		}
+		c, err := m.Git.Head().Commit(ctx)
+		if err != nil {
+			return nil, fail(fmt.Errorf("reading the commit of the checkout (pass --commit): %w", err))
+		}
+		commit = c
+	}
+	secrets := []buildSecret{
+		{"--entitlement-cert", profile.SecretEntitlementCert, entitlementCert}, {"--entitlement-key", profile.SecretEntitlementKey, entitlementKey},
+		{"--rhsm-ca", profile.SecretRHSMCA, rhsmCa}, {"--password-hash-file", profile.SecretPasswordHash, passwordHash},
+	}
+	// The arguments every step takes: the build's configuration is the CLI's, from the same flags as on a host.
+	step := func() *invocation {
+		in := m.cli("build-all", "--builder", "engine", "--step-out", "/work/out/step.json", "--registry", m.Registry,
+			"--commit", commit, "--source-date-epoch", strconv.Itoa(sourceDateEpoch), "--jobs", strconv.Itoa(jobs),
+			"--reuse="+strconv.FormatBool(reuse), "--trust-mode", m.TrustMode).
+			withDir(m).withProfile(m).withRegistryAuth(m).withBaseAuth(m)
+		in.ctr = in.ctr.WithDirectory("/work/out", dag.Directory())
+		in.fresh = true
+		for _, a := range [][2]string{{"--source-url", sourceURL}} {
+			if a[1] != "" {
+				in.arg(a[0], a[1])
+			}
+		}
+		for _, l := range layer {
+			in.arg("--layer", l)
+		}
+		for _, a := range buildArg {
+			in.arg("--build-arg", a)
+		}
+		for _, r := range refresh {
+			in.arg("--refresh", r)
+		}
+		for _, ns := range m.TrustedNamespace {
+			in.arg("--trusted-namespace", ns)
+		}
+		if m.TrustAllowBase {
+			in.arg("--trust-allow-base")
+		}
+		for _, s := range secrets {
+			in.withSecret(s.flag, s.id, s.secret)
+		}
+		in.withSecret("--inputs-key-file", "inputs-key", inputsKey)
+		in.withKeyFile("--trust-key", "trust.pub", m.TrustKey).withKeyFile("--public-key", "cosign.pub", m.PublicKey)
+		return in
+	}
+	var prev *buildstep.File
+	for {
+		in := step()
+		if prev == nil {
+			if runID != "" {
+				in.arg("--run-id", runID)
+			}
+		} else {
+			data, err := prev.JSON()
+			if err != nil {
+				return nil, fail(err)
+			}
+			in.arg("--run-id", prev.RunID, "--step-in", in.withFile("step.json", string(data)))
+		}
+		o, runErr := in.run(ctx)
+		if o == nil {
+			return nil, fail(runErr)
+		}
+		data, err := o.file(ctx, "/work/out/step.json")
+		if err != nil {
+			if runErr != nil {
+				return nil, fail(runErr) // the CLI stopped before the run began: nothing was pushed
+			}
+			return nil, fail(err)
+		}
+		next, err := buildstep.Parse([]byte(data))
+		if err != nil {
+			return nil, fail(err)
+		}
+		if next.Over() {
+			if runErr != nil {
+				return nil, fail(fmt.Errorf("%w\n\n%s", runErr, next.Report.Table()))
+			}
+			return m.newRun(next.Report)
+		}
+		if runErr != nil {
+			return nil, fail(runErr)
+		}
+		next.Results = m.buildLayers(ctx, next, secrets)
+		prev = next
+	}
+}
+
+// buildLayers builds and pushes a step's layers with the engine (DockerBuild, Publish), at most step.Jobs at once,
+// each in its own span; a failure is that layer's result, not the others'.
+func (m *Imagemode) buildLayers(ctx context.Context, step *buildstep.File, secrets []buildSecret) []buildstep.Result {
+	out := make([]buildstep.Result, len(step.Builds))
+	limit := len(step.Builds)
+	if step.Jobs > 0 {
+		limit = step.Jobs
+	}
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i, b := range step.Builds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			digest, err := m.buildLayer(ctx, step, b, secrets)
+			if err != nil {
+				out[i] = buildstep.Result{Layer: b.Layer, Error: err.Error()}
+				return
+			}
+			out[i] = buildstep.Result{Layer: b.Layer, Digest: digest}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (m *Imagemode) buildLayer(ctx context.Context, step *buildstep.File, b buildstep.Build, secrets []buildSecret) (digest string, err error) {
+	ctx, span := Tracer().Start(ctx, "build layer "+b.Layer)
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+		}
+		span.End()
+	}()
+	dir := m.Dir.Directory(b.ContextDir).Filter(dagger.DirectoryFilterOpts{Include: b.Files})
+	for _, p := range buildstep.SortedKeys(b.ExtraFiles) {
+		dir = dir.WithNewFile(p, b.ExtraFiles[p])
+	}
+	var pass []*dagger.Secret
+	for _, id := range b.Secrets {
+		for _, s := range secrets {
+			if s.id == id && s.secret != nil {
+				named, err := namedSecret(ctx, id, s.secret)
+				if err != nil {
+					return "", err
+				}
+				pass = append(pass, named)
+			}
+		}
+	}
+	var args []dagger.BuildArg
+	for _, k := range buildstep.SortedKeys(b.BuildArgs) {
+		args = append(args, dagger.BuildArg{Name: k, Value: b.BuildArgs[k]})
+	}
+	ctr := dir.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: b.Containerfile, Platform: "linux/amd64", BuildArgs: args, Secrets: pass})
+	for _, k := range buildstep.SortedKeys(b.Labels) {
+		ctr = ctr.WithLabel(k, b.Labels[k])
+	}
+	for _, c := range step.Credentials {
+		switch {
+		case c.For == buildstep.ForRegistry && m.RegistryPassword != nil:
+			ctr = ctr.WithRegistryAuth(c.Host, m.RegistryUsername, m.RegistryPassword)
+		case c.For == buildstep.ForBase && m.BaseRegistryPassword != nil:
+			ctr = ctr.WithRegistryAuth(c.Host, m.BaseRegistryUsername, m.BaseRegistryPassword)
+		}
+	}
+	published, err := ctr.Publish(ctx, b.Target)
+	if err != nil {
+		return "", err
+	}
+	_, digest, ok := strings.Cut(published, "@")
+	if !ok || !strings.HasPrefix(digest, "sha256:") {
+		return "", fmt.Errorf("the engine published %q without a digest", published)
+	}
+	return digest, nil
+}
+
+// namedSecret returns a secret named id: the engine mounts a Containerfile's `RUN --mount=type=secret,id=<id>` from
+// the secret of that name, while secrets passed on the command line (env:, file:, cmd:) carry names of their own.
+func namedSecret(ctx context.Context, id string, s *dagger.Secret) (*dagger.Secret, error) {
+	name, err := s.Name(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the name of build secret %q: %w", id, err)
+	}
+	if name == id {
+		return s, nil
+	}
+	plain, err := s.Plaintext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading build secret %q: %w", id, err)
+	}
+	return dag.SetSecret(id, plain), nil
+}
