@@ -198,4 +198,3 @@ func standinKernel(t *testing.T) string {
 		return out
 	}
 }
-
