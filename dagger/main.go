@@ -350,10 +350,12 @@ func (m *Imagemode) DiskImage(
 	ctx context.Context,
 	// Image by digest, repository@sha256:...
 	image string,
-	// Tag reference the installed host follows for bootc upgrade, e.g. ghcr.io/acme/imagemode/homepage:centos-stream-9.
-	follow string,
 	// OpenSSH public key for bootc-user.
 	sshKey string,
+	// Tag reference the installed host follows for bootc upgrade, e.g. ghcr.io/acme/imagemode/homepage:centos-stream-9.
+	// Default: <repository>:<profile label of the image>.
+	// +optional
+	follow string,
 ) (*dagger.File, error) {
 	f, err := m.diskImage(ctx, image, follow, sshKey)
 	return f, fail(err)

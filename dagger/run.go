@@ -330,5 +330,5 @@ func (r *Run) DiskImage(
 	if err != nil {
 		return nil, fail(err)
 	}
-	return r.Mod.DiskImage(ctx, l.Ref, l.Repository+":"+rep.Profile, sshKey)
+	return r.Mod.DiskImage(ctx, l.Ref, sshKey, l.Repository+":"+rep.Profile)
 }

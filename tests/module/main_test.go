@@ -78,6 +78,9 @@ func setup() error {
 
 	ctx, cancel = context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
+	if err := ensureGolangImage(ctx, os.Stderr); err != nil {
+		return err
+	}
 	tar, err := standin.BaseRootfs(ctx, os.Stderr)
 	if err != nil {
 		return err
