@@ -293,10 +293,20 @@ func runBuildAll(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlagSet("build-all", "Build every layer of the graph in dependency order: the SOE, then httpd and database in parallel, then\nhomepage. Each layer is pushed to <registry>/<layer>:build-<run-id>-<profile> and its children are built FROM\nits exact digest. Candidate tags sha-<commit>-<profile> are written only when every layer succeeded.", stderr)
 	var b buildFlags
 	b.register(fs)
+	var only multiFlag
+	fs.Var(&only, "layer", mhelp("build-all.layer", "Commas separate layers too."))
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	return b.run(ctx, nil, stdout, stderr)
+	var layers []string
+	for _, o := range only {
+		for _, l := range strings.Split(o, ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				layers = append(layers, l)
+			}
+		}
+	}
+	return b.run(ctx, layers, stdout, stderr)
 }
 
 func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
