@@ -74,7 +74,7 @@ func TestCLIAndModuleTakeTheSameFlags(t *testing.T) {
 		"plan": {"plan"}, "lint": {"lint"}, "lifecycle-test": {"lifecycle-test"}}
 	// Module arguments a verb's CLI does not have, for that verb.
 	verbModuleOnly := map[string]map[string]string{
-		"ci":        {"layer": "the CLI's ci builds every layer"},
+		"ci": {"layer": "the CLI's ci builds every layer"},
 	}
 	verbOnly := map[string]map[string]string{
 		"smoke": {"base-registry-username": "smoke reads only the images' registry", "base-registry-password-file": "as base-registry-username",
