@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,7 +97,7 @@ func (m *Imagemode) BuildAll(
 	}
 	// The arguments every step takes: the build's configuration is the CLI's, from the same flags as on a host.
 	step := func() *invocation {
-		in := m.cli("build-all", "--builder", "engine", "--step-out", "/work/out/step.json", "--registry", m.Registry,
+		in := m.cli("build-all", "--builder", "engine", "--registry", m.Registry,
 			"--commit", commit, "--source-date-epoch", strconv.Itoa(sourceDateEpoch), "--jobs", strconv.Itoa(jobs),
 			"--reuse="+strconv.FormatBool(reuse), "--trust-mode", m.TrustMode).
 			withDir(m).withProfile(m).withRegistryAuth(m).withBaseAuth(m)
@@ -125,46 +130,101 @@ func (m *Imagemode) BuildAll(
 		in.withKeyFile("--trust-key", "trust.pub", m.TrustKey).withKeyFile("--public-key", "cosign.pub", m.PublicKey)
 		return in
 	}
-	var prev *buildstep.File
+	// The CLI serves the run's steps from one process (a service of the engine): no container per step.
+	in := step()
+	if runID != "" {
+		in.arg("--run-id", runID)
+	}
+	steps, err := m.startSteps(ctx, in)
+	if err != nil {
+		return nil, fail(err)
+	}
+	defer steps.stop()
+	var body []byte
 	for {
-		in := step()
-		if prev == nil {
-			if runID != "" {
-				in.arg("--run-id", runID)
-			}
-		} else {
-			data, err := prev.JSON()
-			if err != nil {
-				return nil, fail(err)
-			}
-			in.arg("--run-id", prev.RunID, "--step-in", in.withFile("step.json", string(data)))
-		}
-		o, runErr := in.run(ctx)
-		if o == nil {
-			return nil, fail(runErr)
-		}
-		data, err := o.file(ctx, "/work/out/step.json")
-		if err != nil {
-			if runErr != nil {
-				return nil, fail(runErr) // the CLI stopped before the run began: nothing was pushed
-			}
-			return nil, fail(err)
-		}
-		next, err := buildstep.Parse([]byte(data))
+		next, err := steps.post(ctx, body)
 		if err != nil {
 			return nil, fail(err)
 		}
 		if next.Over() {
-			if runErr != nil {
-				return nil, fail(fmt.Errorf("%w\n\n%s", runErr, next.Report.Table()))
+			if next.Error != "" {
+				return nil, fail(fmt.Errorf("imagemode build-all: %s\n\n%s", next.Error, next.Report.Table()))
 			}
 			return m.newRun(next.Report)
 		}
-		if runErr != nil {
-			return nil, fail(runErr)
-		}
 		next.Results = m.buildLayers(ctx, next, secrets)
-		prev = next
+		if body, err = next.JSON(); err != nil {
+			return nil, fail(err)
+		}
+	}
+}
+
+// stepPort is the port the CLI serves a run's steps on (build-all --step-serve).
+const stepPort = 7777
+
+// stepService is `imagemode build-all --builder engine --step-serve` running as a service for one run.
+type stepService struct {
+	svc *dagger.Service
+	url string
+	// stopCtx outlives a cancelled call, so that the service is stopped anyway.
+	stopCtx context.Context
+}
+
+// startSteps starts the CLI's step server for the invocation in (all flags of the run). When it does not start
+// (bad flags, an unreachable base image), the same invocation is run once as a step to get the CLI's own message.
+func (m *Imagemode) startSteps(ctx context.Context, in *invocation) (*stepService, error) {
+	id, err := nonce()
+	if err != nil {
+		return nil, err
+	}
+	argv := append([]string{cliPath, in.verb}, in.args...)
+	argv = append(argv, "--step-serve", ":"+strconv.Itoa(stepPort))
+	svc, err := in.ctr.WithEnvVariable("IMAGEMODE_CALL", id).WithExposedPort(stepPort).
+		AsService(dagger.ContainerAsServiceOpts{Args: argv}).Start(ctx)
+	if err != nil {
+		in.arg("--step-out", "/work/out/step.json")
+		in.fresh = true
+		if _, rerr := in.run(ctx); rerr != nil {
+			return nil, rerr
+		}
+		return nil, fmt.Errorf("starting imagemode build-all --step-serve: %w", err)
+	}
+	url, err := svc.Endpoint(ctx, dagger.ServiceEndpointOpts{Port: stepPort, Scheme: "http"})
+	if err != nil {
+		return nil, fmt.Errorf("the address of the step server: %w", err)
+	}
+	return &stepService{svc: svc, url: url, stopCtx: context.WithoutCancel(ctx)}, nil
+}
+
+// post sends the previous step file (nil for the first step) and returns the next.
+func (s *stepService) post(ctx context.Context, body []byte) (*buildstep.File, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/step", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("asking the step server for the next step: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading the next step: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, errors.New(strings.TrimSpace(string(data))) // the CLI's own message
+	}
+	next, err := buildstep.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("the step server answered: %w", err)
+	}
+	return next, nil
+}
+
+func (s *stepService) stop() {
+	if _, err := s.svc.Stop(s.stopCtx); err != nil {
+		fmt.Fprintf(os.Stderr, "stopping the step server: %v\n", err)
 	}
 }
 

@@ -17,6 +17,7 @@ type (
 	Secret        = lib.Secret
 	GitRepository = lib.GitRepository
 	GitRef        = lib.GitRef
+	Service       = lib.Service
 
 	BuildArg                     = lib.BuildArg
 	ContainerOpts                = lib.ContainerOpts
@@ -25,6 +26,8 @@ type (
 	DirectoryFilterOpts          = lib.DirectoryFilterOpts
 	ContainerWithMountedFileOpts = lib.ContainerWithMountedFileOpts
 	ReturnType                   = lib.ReturnType
+	ContainerAsServiceOpts       = lib.ContainerAsServiceOpts
+	ServiceEndpointOpts          = lib.ServiceEndpointOpts
 )
 
 // ReturnTypeAny is the generated constant of the same name.

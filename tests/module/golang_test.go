@@ -152,4 +152,3 @@ func writeGoLayer(w io.Writer, goroot string) error {
 	}
 	return tw.Close()
 }
-

@@ -230,6 +230,7 @@ type buildFlags struct {
 	epoch           int64
 	stepIn          string
 	stepOut         string
+	stepServe       string
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
@@ -241,6 +242,7 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.builder, "builder", "buildah", "image builder: buildah on this host, or engine: the Dagger module builds the layers of each step file (--step-out) and hands it back (--step-in)")
 	fs.StringVar(&b.stepIn, "step-in", "", "with --builder engine: the previous step file, with the builder's results (none for the first step)")
 	fs.StringVar(&b.stepOut, "step-out", "", "with --builder engine: where the next step file is written (the layers to build, or the report at the end)")
+	fs.StringVar(&b.stepServe, "step-serve", "", "with --builder engine: serve the steps over HTTP on this address instead (POST /step with the previous step file, none for the first; the next comes back): one process for the whole run")
 	fs.Var(&b.buildArgs, "build-arg", mhelp("build-all.build-arg"))
 	fs.IntVar(&b.jobs, "jobs", 0, mhelp("build-all.jobs"))
 	fs.StringVar(&b.reportFile, "report", "", "also write the JSON report to this file")
@@ -330,6 +332,9 @@ func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.W
 	}
 	defer cleanup()
 	if b.builder == builderEngine {
+		if b.stepServe != "" {
+			return b.serveSteps(ctx, cfg, p, stderr)
+		}
 		return b.step(ctx, cfg, p, stdout)
 	}
 	rep, runErr := p.BuildAll(ctx, cfg)
@@ -367,15 +372,19 @@ func (b *buildFlags) setup(ctx context.Context, only []string, stderr io.Writer)
 	}
 	switch b.builder {
 	case "buildah":
-		if b.stepIn != "" || b.stepOut != "" {
-			return cfg, nil, cleanup, &usageError{msg: "--step-in and --step-out go with --builder engine"}
+		if b.stepIn != "" || b.stepOut != "" || b.stepServe != "" {
+			return cfg, nil, cleanup, &usageError{msg: "--step-in, --step-out and --step-serve go with --builder engine"}
 		}
 	case builderEngine:
-		if b.stepOut == "" {
-			return cfg, nil, cleanup, &usageError{msg: "--builder engine needs --step-out (the Dagger module drives it: `dagger call build-all`)"}
-		}
-		if err = checkReportFile(b.stepOut); err != nil {
-			return cfg, nil, cleanup, err
+		switch {
+		case b.stepServe != "" && (b.stepIn != "" || b.stepOut != ""):
+			return cfg, nil, cleanup, &usageError{msg: "--step-serve takes the step files over HTTP: no --step-in or --step-out with it"}
+		case b.stepServe == "" && b.stepOut == "":
+			return cfg, nil, cleanup, &usageError{msg: "--builder engine needs --step-out or --step-serve (the Dagger module drives it: `dagger call build-all`)"}
+		case b.stepOut != "":
+			if err = checkReportFile(b.stepOut); err != nil {
+				return cfg, nil, cleanup, err
+			}
 		}
 		cfg.External = true
 	default:

@@ -3,10 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imagemode/imagemode/ci/build"
@@ -23,35 +28,67 @@ const builderEngine = "engine"
 // one takes the builder's results from --step-in and goes on. The next step file (or the report, once the run is
 // over) is written to --step-out, whole or not at all.
 func (b *buildFlags) step(ctx context.Context, cfg pipeline.Config, p *pipeline.Pipeline, stdout io.Writer) error {
-	var pr *pipeline.Progress
-	var runErr error
-	if b.stepIn == "" {
-		pr, runErr = p.Begin(ctx, cfg)
-	} else {
+	var in []byte
+	if b.stepIn != "" {
 		data, err := os.ReadFile(b.stepIn)
 		if err != nil {
 			return fmt.Errorf("--step-in: %w", err)
 		}
-		in, err := buildstep.Parse(data)
+		in = data
+	}
+	out, runErr, err := b.nextStep(ctx, cfg, p, in)
+	if err != nil {
+		if b.stepIn != "" {
+			return prefixError("--step-in "+strconvQuote(b.stepIn)+": ", err)
+		}
+		return err
+	}
+	if out == nil {
+		return runErr
+	}
+	data, err := out.JSON()
+	if err != nil {
+		return err
+	}
+	if err := writeFile(b.stepOut, data, 0o644); err != nil {
+		return err
+	}
+	if out.Report != nil {
+		if err := emitReport(out.Report, b.reportFile, b.jsonOut, stdout); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	return runErr
+}
+
+// nextStep is one step: in is the previous step file with the builder's results (nil for the first). It returns
+// the next step file (nil when the run could not start: runErr says why) and the run's error so far; err is a
+// step file that cannot be taken.
+func (b *buildFlags) nextStep(ctx context.Context, cfg pipeline.Config, p *pipeline.Pipeline, in []byte) (out *buildstep.File, runErr, err error) {
+	var pr *pipeline.Progress
+	if in == nil {
+		pr, runErr = p.Begin(ctx, cfg)
+	} else {
+		prev, err := buildstep.Parse(in)
 		if err != nil {
-			return fmt.Errorf("--step-in %q: %w", b.stepIn, err)
+			return nil, nil, err
 		}
-		if in.Over() {
-			return &usageError{msg: fmt.Sprintf("--step-in %q: that run is over", b.stepIn)}
+		if prev.Over() {
+			return nil, nil, &usageError{msg: "that run is over"}
 		}
-		if err := in.CheckResults(); err != nil {
-			return fmt.Errorf("--step-in %q: %w", b.stepIn, err)
+		if err := prev.CheckResults(); err != nil {
+			return nil, nil, err
 		}
 		pr = new(pipeline.Progress)
-		if err := json.Unmarshal(in.Progress, pr); err != nil {
-			return fmt.Errorf("--step-in %q: reading the progress: %w", b.stepIn, err)
+		if err := json.Unmarshal(prev.Progress, pr); err != nil {
+			return nil, nil, fmt.Errorf("reading the progress: %w", err)
 		}
 		targets := map[string]string{}
-		for _, bd := range in.Builds {
+		for _, bd := range prev.Builds {
 			targets[bd.Layer] = bd.Target
 		}
 		var outcomes []pipeline.Outcome
-		for _, r := range in.Results {
+		for _, r := range prev.Results {
 			o := pipeline.Outcome{Layer: r.Layer}
 			if r.Error != "" {
 				o.Err = fmt.Errorf("building and publishing layer %q to %q: %s", r.Layer, targets[r.Layer], r.Error)
@@ -64,39 +101,81 @@ func (b *buildFlags) step(ctx context.Context, cfg pipeline.Config, p *pipeline.
 		pr, runErr = p.Advance(ctx, cfg, pr, outcomes)
 	}
 	if pr == nil {
-		return runErr
+		return nil, runErr, nil
 	}
-	out := buildstep.File{RunID: pr.Report.RunID, Jobs: b.jobs, Credentials: b.stepCredentials(cfg)}
+	out = &buildstep.File{RunID: pr.Report.RunID, Jobs: b.jobs, Credentials: b.stepCredentials(cfg)}
 	if runErr != nil || pr.Finished {
 		out.Report = pr.Result(time.Now())
 		if runErr != nil {
 			out.Error = runErr.Error()
 		}
-	} else {
-		builds, err := pipeline.ExternalBuilds(cfg, pr)
-		if err != nil {
-			return err
-		}
-		progress, err := json.Marshal(pr)
-		if err != nil {
-			return fmt.Errorf("encoding the progress: %w", err)
-		}
-		out.Builds, out.Progress = builds, progress
-	}
-	data, err := out.JSON()
-	if err != nil {
-		return err
-	}
-	if err := writeFile(b.stepOut, data, 0o644); err != nil {
-		return err
-	}
-	if out.Report != nil {
 		gha.New().Build(out.Report, runErr)
-		if err := emitReport(out.Report, b.reportFile, b.jsonOut, stdout); err != nil && runErr == nil {
-			runErr = err
-		}
+		return out, runErr, nil
 	}
-	return runErr
+	builds, err := pipeline.ExternalBuilds(cfg, pr)
+	if err != nil {
+		return nil, nil, err
+	}
+	progress, err := json.Marshal(pr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encoding the progress: %w", err)
+	}
+	out.Builds, out.Progress = builds, progress
+	return out, nil, nil
+}
+
+// serveSteps serves the steps of one run over HTTP (--step-serve): the Dagger module starts this process once as
+// a service and posts each step file to /step — no container per step. The answer is the next step file (200),
+// or the CLI's error message (422: the step could not be taken; 500: the run could not start). It serves until
+// the service is stopped.
+func (b *buildFlags) serveSteps(ctx context.Context, cfg pipeline.Config, p *pipeline.Pipeline, stderr io.Writer) error {
+	var mu sync.Mutex
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("POST /step", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		in, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+		if err != nil {
+			http.Error(w, "imagemode build-all: reading the step file: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if len(in) == 0 {
+			in = nil
+		}
+		out, runErr, err := b.nextStep(r.Context(), cfg, p, in)
+		switch {
+		case err != nil:
+			http.Error(w, "imagemode build-all: the step file: "+err.Error(), http.StatusUnprocessableEntity)
+			return
+		case out == nil:
+			http.Error(w, "imagemode build-all: "+runErr.Error(), http.StatusInternalServerError)
+			return
+		}
+		data, err := out.JSON()
+		if err != nil {
+			http.Error(w, "imagemode build-all: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if _, err := w.Write(data); err != nil {
+			fmt.Fprintf(stderr, "imagemode build-all: answering a step: %v\n", err)
+		}
+	})
+	l, err := net.Listen("tcp", b.stepServe)
+	if err != nil {
+		return fmt.Errorf("--step-serve %s: %w", b.stepServe, err)
+	}
+	fmt.Fprintf(stderr, "imagemode build-all: serving the steps of run %s on %s\n", cfg.RunID, l.Addr())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("--step-serve: %w", err)
+	}
+	return nil
 }
 
 // stepCredentials says which registry host each credential is for.
@@ -124,4 +203,15 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+func strconvQuote(s string) string { return strconv.Quote(s) }
+
+// prefixError puts prefix before err's message, keeping a usage error a usage error (exit 2).
+func prefixError(prefix string, err error) error {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return &usageError{msg: prefix + ue.msg}
+	}
+	return fmt.Errorf("%s%w", prefix, err)
 }

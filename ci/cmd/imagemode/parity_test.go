@@ -62,7 +62,7 @@ func TestCLIAndModuleTakeTheSameFlags(t *testing.T) {
 		"keyless":     "keyless signing takes the runner's OIDC token: a CLI step in GitHub Actions", "fulcio-url": "keyless",
 		"rekor-url": "keyless", "identity-token-file": "keyless", "tlog-upload": "keyless",
 		"certificate-identity-regexp": "keyless", "certificate-oidc-issuer": "keyless",
-		"step-in": "the module's builder drives build-all --builder engine step by step", "step-out": "as step-in",
+		"step-in": "the module's builder drives build-all --builder engine step by step", "step-out": "as step-in", "step-serve": "as step-in",
 		"mode":      "the module's --disk",
 		"disk-file": "disk mode boots disks the module makes with the disk builder", "ssh-key-file": "the module makes the disks and their key",
 		"ssh-user": "as ssh-key-file",

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imagemode/imagemode/ci/buildstep"
+	"github.com/imagemode/imagemode/ci/internal/regtest"
+)
+
+// TestStepServeDrivesAWholeRun: build-all --builder engine --step-serve serves a run's steps over HTTP the way the
+// module uses it — post nothing, build what the step names (here: push an image with its labels), post the results
+// back — until the report; a bad step file is a 422 with the CLI's message, and the process serves on.
+func TestStepServeDrivesAWholeRun(t *testing.T) {
+	host := regtest.Start(t, nil)
+	base := host + "/upstream/base:1"
+	if _, err := regtest.Push(t.Context(), base, 256, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	var code int
+	var stderr bytes.Buffer
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		code = run(ctx, []string{"build-all", "--builder", "engine", "--step-serve", addr, "--registry", host + "/im",
+			"--dir", "../../../tests/standin/containerfiles", "--profile", "standin", "--base-image", base,
+			"--commit", strings.Repeat("c", 40), "--run-id", "serve1"}, io.Discard, &stderr)
+	}()
+	url := "http://" + addr
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			wg.Wait()
+			t.Fatalf("the step server did not answer: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	post := func(body []byte) (int, []byte) {
+		t.Helper()
+		resp, err := http.Post(url+"/step", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, data
+	}
+	if status, msg := post([]byte(`{"version":1}`)); status != http.StatusUnprocessableEntity || !strings.Contains(string(msg), "imagemode build-all: the step file") {
+		t.Errorf("a bad step file: %d %s", status, msg)
+	}
+	var body []byte
+	steps := 0
+	var final *buildstep.File
+	for steps < 10 {
+		status, data := post(body)
+		if status != http.StatusOK {
+			t.Fatalf("step %d: %d %s", steps, status, data)
+		}
+		f, err := buildstep.Parse(data)
+		if err != nil {
+			t.Fatalf("step %d: %v\n%s", steps, err, data)
+		}
+		if f.Over() {
+			final = f
+			break
+		}
+		steps++
+		for _, b := range f.Builds { // the engine's part: build and publish
+			d, err := regtest.Push(t.Context(), b.Target, 256, 1, b.Labels)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Results = append(f.Results, buildstep.Result{Layer: b.Layer, Digest: d})
+		}
+		if body, err = json.Marshal(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	wg.Wait()
+	if final == nil || final.Error != "" || final.Report == nil {
+		t.Fatalf("the run did not end with a report: %+v\n%s", final, stderr.String())
+	}
+	if steps != 3 || len(final.Report.Layers) != 4 || !final.Report.Candidates {
+		t.Errorf("%d build steps, %d layers, candidates %v", steps, len(final.Report.Layers), final.Report.Candidates)
+	}
+	if final.Report.RunID != "serve1" {
+		t.Errorf("run id %q", final.Report.RunID)
+	}
+	if code != 0 {
+		t.Errorf("the server exited %d after it was stopped\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), fmt.Sprintf("serving the steps of run serve1 on %s", addr)) {
+		t.Errorf("stderr:\n%s", stderr.String())
+	}
+}
