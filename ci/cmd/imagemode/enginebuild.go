@@ -127,11 +127,18 @@ func (b *buildFlags) nextStep(ctx context.Context, cfg pipeline.Config, p *pipel
 // serveSteps serves the steps of one run over HTTP (--step-serve): the Dagger module starts this process once as
 // a service and posts each step file to /step — no container per step. The answer is the next step file (200),
 // or the CLI's error message (422: the step could not be taken; 500: the run could not start). It serves until
-// the service is stopped.
+// POST /quit or until the service is stopped.
 func (b *buildFlags) serveSteps(ctx context.Context, cfg pipeline.Config, p *pipeline.Pipeline, stderr io.Writer) error {
 	var mu sync.Mutex
 	mux := http.NewServeMux()
+	quit := make(chan struct{})
+	var quitOnce sync.Once
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	// POST /quit ends the process once the answer is out: the module needs no call to stop the service.
+	mux.HandleFunc("POST /quit", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "bye")
+		quitOnce.Do(func() { close(quit) })
+	})
 	mux.HandleFunc("POST /step", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -169,7 +176,11 @@ func (b *buildFlags) serveSteps(ctx context.Context, cfg pipeline.Config, p *pip
 	fmt.Fprintf(stderr, "imagemode build-all: serving the steps of run %s on %s\n", cfg.RunID, l.Addr())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-quit:
+			time.Sleep(50 * time.Millisecond) // let the answer to /quit leave
+		}
 		srv.Close()
 	}()
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -104,6 +104,16 @@ func TestStepServeDrivesAWholeRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if status, msg := post2(t, url+"/quit"); status != http.StatusOK || !strings.Contains(msg, "bye") {
+		t.Errorf("/quit: %d %s", status, msg)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Error("the server did not end after /quit")
+	}
 	cancel()
 	wg.Wait()
 	if final == nil || final.Error != "" || final.Report == nil {
@@ -121,4 +131,18 @@ func TestStepServeDrivesAWholeRun(t *testing.T) {
 	if !strings.Contains(stderr.String(), fmt.Sprintf("serving the steps of run serve1 on %s", addr)) {
 		t.Errorf("stderr:\n%s", stderr.String())
 	}
+}
+
+func post2(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
