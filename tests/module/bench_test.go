@@ -75,9 +75,10 @@ done`, hp, accel)
 	for b.Loop() {
 		r := mustCall(b, append(mod(env.base), "toolbox",
 			"with-file", "--path", "/usr/local/bin/bareboot", "--source", bin, "--permissions", "0755",
-			"with-directory", "--path", "/work/containerfiles", "--directory", standinDir,
+			"with-directory", "--path", "/work/containerfiles", "--source", standinDir,
+			"with-new-file", "--path", "/work/bench.sh", "--contents", script, // a list argument is CSV: no quotes in it
 			"with-env-variable", "--name", "IMAGEMODE_CALL", "--value", randHex(8),
-			"with-exec", "--insecure-root-capabilities", "--args", "bash,-c,"+script, "stdout")...)
+			"with-exec", "--insecure-root-capabilities", "--args", "bash,/work/bench.sh", "stdout")...)
 		var bare, verdict []time.Duration
 		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
 			kind, rest, _ := strings.Cut(line, " ")
