@@ -14,7 +14,7 @@ import (
 const (
 	AnchorArtifactType = "application/vnd.imagemode.run-anchor.v1"
 	EmptyMediaType     = "application/vnd.oci.empty.v1+json"
-	manifestMediaType  = "application/vnd.oci.image.manifest.v1+json"
+	ManifestMediaType  = "application/vnd.oci.image.manifest.v1+json"
 )
 
 // EmptyBlob is the anchor's config and layer.
@@ -42,7 +42,7 @@ func Anchor(commit, profile string) ([]byte, string, error) {
 	}
 	sum := sha256.Sum256(EmptyBlob)
 	empty := descriptor{MediaType: EmptyMediaType, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: len(EmptyBlob)}
-	m := anchorManifest{SchemaVersion: 2, MediaType: manifestMediaType, ArtifactType: AnchorArtifactType, Config: empty,
+	m := anchorManifest{SchemaVersion: 2, MediaType: ManifestMediaType, ArtifactType: AnchorArtifactType, Config: empty,
 		Layers: []descriptor{empty}, Annotations: map[string]string{"dev.imagemode.commit": commit, "dev.imagemode.profile": profile}}
 	data, err := json.Marshal(m) // struct fields in order, map keys sorted: the same bytes everywhere
 	if err != nil {

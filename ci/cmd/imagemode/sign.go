@@ -291,7 +291,7 @@ func attestVerdicts(ctx context.Context, file string, im *imageFlags, rf *regist
 	}
 	fmt.Fprintf(stdout, "attested %d verdict(s)\n", len(preds))
 	if flow.CoversReport(im.report, verdicts) {
-		if err := flow.WriteRecord(ctx, s, im.report, verdicts, preds); err != nil {
+		if err := flow.WriteRecord(ctx, s, reg, im.report, verdicts, preds); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "attested the run record of run %s\n", im.report.RunID)
