@@ -2,6 +2,7 @@ package release
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -143,6 +144,9 @@ func TestVerdictFreshnessAttacks(t *testing.T) {
 			}
 			if rep.Refused == "" || strings.Contains(rep.Text(), "INCOMPLETE") {
 				t.Errorf("the report does not say REFUSED:\n%s", rep.Text())
+			}
+			if want := fmt.Sprintf("refused after %d image(s) verified", len(rep.Verified)); !strings.Contains(rep.Text(), want) || len(rep.Verified) == 0 {
+				t.Errorf("the summary does not say %q (layers verified before the refusal: %d):\n%s", want, len(rep.Verified), rep.Text())
 			}
 			if ts := f.releaseTags(t); len(ts) != 0 {
 				t.Errorf("tags moved: %v", ts)

@@ -126,7 +126,11 @@ func (r *Report) JSON() ([]byte, error) {
 // Text renders the moves for people.
 func (r *Report) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "promotion %s (commit %s): %d image(s) verified\n", r.Tag, short(r.Commit), len(r.Verified))
+	if r.Refused != "" {
+		fmt.Fprintf(&b, "promotion %s (commit %s): refused after %d image(s) verified\n", r.Tag, short(r.Commit), len(r.Verified))
+	} else {
+		fmt.Fprintf(&b, "promotion %s (commit %s): %d image(s) verified\n", r.Tag, short(r.Commit), len(r.Verified))
+	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATUS\tTAG\tDIGEST\tNOTE")
 	for _, m := range r.Moves {
@@ -209,7 +213,7 @@ type LostRaceError struct {
 
 func (e *LostRaceError) Error() string {
 	return fmt.Sprintf("lost a race: %s now points at %s, not %s — another promotion wrote this version at the same time; "+
-		"this run stopped and left that release as it is", e.Ref, e.Got, e.Want)
+		"this run stopped and left that release as it is (a rerun is refused: the version is taken; promote another version, or --force to replace it)", e.Ref, e.Got, e.Want)
 }
 
 // Promote verifies every layer of every profile and then moves the release tags. The report lists what moved even
@@ -283,6 +287,7 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			promoted[l.Name] = c.Digest
 			checked = append(checked, c)
+			rep.Verified = append(rep.Verified, c)
 			p.logf("verified %s %s: %s", prof, l.Name, c.Digest)
 		}
 		run, err := p.newestRun(ctx, cfg, prof)
@@ -294,7 +299,6 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 			return refused(err)
 		}
 		p.logf("verified the run record of %s %s (run %s)", short(cfg.Commit), prof, run.rec.RunID)
-		rep.Verified = append(rep.Verified, checked...)
 		byProfile[prof] = checked
 	}
 
@@ -335,6 +339,10 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 
 	// 4. Write the exact tags, read them back, repair what another run mixed in, stop if another run won.
 	if err := p.writeExact(ctx, cfg.Profiles, exact); err != nil {
+		var lost *LostRaceError
+		if errors.As(err, &lost) {
+			rep.Refused = err.Error() // a rerun finds the other release's exact tags and is refused too
+		}
 		return rep, err
 	}
 
