@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -289,5 +291,23 @@ func TestPromotionUnderInjectedFaults(t *testing.T) {
 	}
 	if stops == 0 {
 		t.Error("no promotion was interrupted: the resume path was not exercised")
+	}
+}
+
+// TestTrustAttacksRealRegistry runs the release attack tests of ci/release — forged exact tags, floating tags moved
+// backwards, a reused digest's later failure, an older build of the commit, and the verdict-freshness attacks —
+// against the real registry (docker-registry), each in a namespace of its own, reading the registry afterwards.
+func TestTrustAttacksRealRegistry(t *testing.T) {
+	cmd := exec.CommandContext(t.Context(), "go", "test", "-count=1", "-v", "-run",
+		"TestForgedExactTagsAreIgnoredAndReported|TestFloatingTagsNeverMoveBackwards|TestReusedDigestFailureBlocks|TestOlderBuildOfTheCommitRefused|TestVerdictFreshnessAttacks",
+		"./ci/release/")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "IMAGEMODE_RELEASE_TEST_REGISTRY="+env.Registry) // ci/release RealRegistryEnv
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the attack tests against %s: %v\n%s", env.Registry, err, out)
+	}
+	if n := strings.Count(string(out), "--- PASS"); n < 10 {
+		t.Errorf("only %d tests passed against the real registry:\n%s", n, out)
 	}
 }

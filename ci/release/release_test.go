@@ -1,12 +1,14 @@
 package release
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,6 +31,9 @@ const (
 	commit  = "c0ffee0123456789abcdef0123456789abcdef01"
 	profile = "centos-stream-9"
 )
+
+// RealRegistryEnv names a registry host:port the attack tests use instead of an in-process one.
+const RealRegistryEnv = "IMAGEMODE_RELEASE_TEST_REGISTRY"
 
 var family = []Layer{{Name: "soe"}, {Name: "httpd", Parent: "soe"}, {Name: "database", Parent: "soe"}, {Name: "homepage", Parent: "httpd"}}
 
@@ -74,10 +79,17 @@ func newFixture(t testing.TB, wrap ...func(http.Handler) http.Handler) *fixture 
 	for _, w := range wrap {
 		h = w(h)
 	}
-	host := regtest.Start(t, h)
 	reg := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
 	s, v, _ := keytest.Pair(t, reg, "pw")
 	o, _, _ := keytest.Pair(t, reg, "o")
+	// tests/promote_test.go runs the attack tests against a real registry (docker-registry) with this variable;
+	// each fixture gets a namespace of its own there. Counters then count nothing.
+	if real := os.Getenv(RealRegistryEnv); real != "" {
+		sum := sha256.Sum256([]byte(fmt.Sprintf("%s %d", t.Name(), time.Now().UnixNano())))
+		ns := fmt.Sprintf("%s/release-%x", real, sum[:6])
+		return &fixture{host: real, ns: ns, reg: reg, signer: s, other: o, ver: v, cnt: cnt, digests: map[string]string{}}
+	}
+	host := regtest.Start(t, h)
 	return &fixture{host: host, ns: host + "/im", reg: reg, signer: s, other: o, ver: v, cnt: cnt, digests: map[string]string{}}
 }
 
