@@ -285,22 +285,26 @@ func (m *Imagemode) Promote(
 	// Commit the tag points to (default: resolved in the checkout).
 	// +optional
 	commit string,
-	// Copy the promoted digests to this repository prefix and sign them there (needs --key).
-	// +optional
-	releaseRegistry string,
-	// Cosign private key (only with --release-registry).
-	// +optional
+	// Cosign private key: signs the release record of every profile (the floating tags follow only signed
+	// releases), and the copies in --release-registry.
 	key *dagger.Secret,
 	// Password of the key.
 	// +optional
 	password *dagger.Secret,
+	// Copy the promoted digests to this repository prefix and sign them there.
+	// +optional
+	releaseRegistry string,
 	// Move an X.Y.Z tag that already points at another digest.
 	// +optional
 	force bool,
 	// Id of the CI run whose signed run record must be promoted (the newest run of the commit); default: the
-	// newest record in the registry.
+	// newest record on the commit's run anchor.
 	// +optional
 	expectRun string,
+	// Roll the floating tags back to this version (X.Y.Z, the version of --tag) although they point at a higher
+	// one: a deliberate rollback. Without it they never move to a lower version.
+	// +optional
+	rollbackTo string,
 ) (string, error) {
 	if len(profile) == 0 {
 		profile = []string{m.Profile}
@@ -323,7 +327,7 @@ func (m *Imagemode) Promote(
 	for _, p := range profile {
 		in.arg("--profile", p)
 	}
-	for _, a := range [][2]string{{"--commit", commit}, {"--release-registry", releaseRegistry}, {"--expect-run", expectRun}} {
+	for _, a := range [][2]string{{"--commit", commit}, {"--release-registry", releaseRegistry}, {"--expect-run", expectRun}, {"--rollback-to", rollbackTo}} {
 		if a[1] != "" {
 			in.arg(a[0], a[1])
 		}

@@ -301,7 +301,13 @@ func (r *Run) Promote(
 	ctx context.Context,
 	// The git tag, vX.Y.Z[-pre].
 	tag string,
-	// Id of the CI run whose signed run record must be promoted; default: the newest record in the registry.
+	// Cosign private key: signs the release record.
+	key *dagger.Secret,
+	// Password of the key.
+	// +optional
+	password *dagger.Secret,
+	// Id of the CI run whose signed run record must be promoted; default: the newest record on the commit's run
+	// anchor.
 	// +optional
 	expectRun string,
 ) (string, error) {
@@ -309,7 +315,7 @@ func (r *Run) Promote(
 	if err != nil || !whole {
 		return "", fail(fmt.Errorf("promote runs on a build-all run (build-all, run or candidate), not on loose images"))
 	}
-	return r.Mod.Promote(ctx, tag, []string{rep.Profile}, rep.Commit, "", nil, nil, false, expectRun)
+	return r.Mod.Promote(ctx, tag, []string{rep.Profile}, rep.Commit, key, password, "", false, expectRun, "")
 }
 
 // DiskImage builds a qcow2 disk of one layer of the run with the disk builder, following the layer's channel tag

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -93,6 +95,17 @@ func candidates(t *testing.T, ns, commit, profile string, s *signing.KeySigner) 
 	if err := s.Attest(ctx, ns+"/soe@"+digests["soe"], record.PredicateType, data); err != nil {
 		t.Fatal(err)
 	}
+	m, _, err := record.Anchor(commit, profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor, err := registry.New().PutArtifact(ctx, ns+"/soe", m, record.ManifestMediaType, map[string][]byte{record.EmptyMediaType: record.EmptyBlob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Attest(ctx, anchor, record.PredicateType, data); err != nil {
+		t.Fatal(err)
+	}
 	return digests
 }
 
@@ -135,7 +148,7 @@ func TestConcurrentPromotionsRealRegistry(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				time.Sleep(time.Duration(rand.Int64N(int64(40 * time.Millisecond))))
-				_, *x.err = release.New(reg, ver, release.WithSettle(100*time.Millisecond)).Promote(ctx, x.cfg)
+				_, *x.err = release.New(reg, ver, release.WithSigner(s), release.WithSettle(100*time.Millisecond)).Promote(ctx, x.cfg)
 			}()
 		}
 		wg.Wait()
@@ -214,10 +227,14 @@ func TestPromotionUnderInjectedFaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		flakySigner, err := signing.NewKeySigner(priv, []byte("pw"), flaky)
+		if err != nil {
+			t.Fatal(err)
+		}
 		cfg := release.Config{Tag: "v1.0.0", Commit: commit, Registry: ns, Profiles: []string{profile}, Layers: family}
 		converged := false
 		for run := 1; run <= 40 && !converged; run++ {
-			rep, err := release.New(flaky, ver, release.WithSettle(50*time.Millisecond)).Promote(ctx, cfg)
+			rep, err := release.New(flaky, ver, release.WithSigner(flakySigner), release.WithSettle(50*time.Millisecond)).Promote(ctx, cfg)
 			if err != nil {
 				stops++
 				t.Logf("seed %d (%d attempts per request) run %d stopped: %v", seed, tc.steps, run, err)
@@ -274,5 +291,23 @@ func TestPromotionUnderInjectedFaults(t *testing.T) {
 	}
 	if stops == 0 {
 		t.Error("no promotion was interrupted: the resume path was not exercised")
+	}
+}
+
+// TestTrustAttacksRealRegistry runs the release attack tests of ci/release — forged exact tags, floating tags moved
+// backwards, a reused digest's later failure, an older build of the commit, and the verdict-freshness attacks —
+// against the real registry (docker-registry), each in a namespace of its own, reading the registry afterwards.
+func TestTrustAttacksRealRegistry(t *testing.T) {
+	cmd := exec.CommandContext(t.Context(), "go", "test", "-count=1", "-v", "-run",
+		"TestForgedExactTagsAreIgnoredAndReported|TestFloatingTagsNeverMoveBackwards|TestReusedDigestFailureBlocks|TestOlderBuildOfTheCommitRefused|TestVerdictFreshnessAttacks",
+		"./ci/release/")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "IMAGEMODE_RELEASE_TEST_REGISTRY="+env.Registry) // ci/release RealRegistryEnv
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the attack tests against %s: %v\n%s", env.Registry, err, out)
+	}
+	if n := strings.Count(string(out), "--- PASS"); n < 10 {
+		t.Errorf("only %d tests passed against the real registry:\n%s", n, out)
 	}
 }

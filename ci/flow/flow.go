@@ -72,8 +72,15 @@ func (r *Result) Text() string {
 type Flow struct {
 	Pipeline *pipeline.Pipeline
 	Signer   signing.Signer
-	Smoker   Smoker
-	Log      io.Writer
+	// Anchors writes the commit's run anchor, on which the run record is attested too (record.Anchor).
+	Anchors ArtifactWriter
+	Smoker  Smoker
+	Log     io.Writer
+}
+
+// ArtifactWriter writes an artifact's blobs and manifest byte for byte (registry.Client).
+type ArtifactWriter interface {
+	PutArtifact(ctx context.Context, repo string, manifest []byte, mediaType string, blobs map[string][]byte) (string, error)
 }
 
 // ErrFailed is returned (wrapped) when a stage failed; the result says which.
@@ -137,7 +144,7 @@ func (f *Flow) AfterBuild(ctx context.Context, rep *report.Report) (*Result, err
 		return res, fmt.Errorf("%w: %w", ErrFailed, err)
 	}
 	if len(verdicts) == len(rep.Layers) {
-		if err := WriteRecord(ctx, f.Signer, rep, verdicts, preds); err != nil {
+		if err := WriteRecord(ctx, f.Signer, f.Anchors, rep, verdicts, preds); err != nil {
 			res.Reason = "run record: " + err.Error()
 			return res, fmt.Errorf("%w: %w", ErrFailed, err)
 		}
@@ -181,9 +188,18 @@ func CoversReport(rep *report.Report, verdicts []smoke.Verdict) bool {
 }
 
 // WriteRecord attests the run record of a report's verdicts on every root layer of the run (the layers built on
-// the profile's base image): promotion reads it there.
-func WriteRecord(ctx context.Context, s signing.Signer, rep *report.Report, verdicts []smoke.Verdict, preds map[string]string) error {
+// the profile's base image) and on the run anchor of the commit and profile in each root's repository: promotion
+// finds the commit's runs on the anchor (by computed digest, no tag trusted) and every run that tested a digest on
+// the root.
+func WriteRecord(ctx context.Context, s signing.Signer, anchors ArtifactWriter, rep *report.Report, verdicts []smoke.Verdict, preds map[string]string) error {
+	if anchors == nil {
+		return errors.New("the run record needs a registry to write the run anchor to")
+	}
 	rec, err := record.New(rep.Commit, rep.Profile, rep.RunID, verdicts, preds, time.Now())
+	if err != nil {
+		return err
+	}
+	manifest, _, err := record.Anchor(rep.Commit, rep.Profile)
 	if err != nil {
 		return err
 	}
@@ -199,6 +215,14 @@ func WriteRecord(ctx context.Context, s signing.Signer, rep *report.Report, verd
 		roots++
 		if err := s.Attest(ctx, l.Ref, record.PredicateType, data); err != nil {
 			return fmt.Errorf("attesting the run record on %s: %w", l.Ref, err)
+		}
+		repo, _, _ := strings.Cut(l.Ref, "@")
+		anchor, err := anchors.PutArtifact(ctx, repo, manifest, record.ManifestMediaType, map[string][]byte{record.EmptyMediaType: record.EmptyBlob})
+		if err != nil {
+			return fmt.Errorf("writing the run anchor of %s %s: %w", rep.Commit, rep.Profile, err)
+		}
+		if err := s.Attest(ctx, anchor, record.PredicateType, data); err != nil {
+			return fmt.Errorf("attesting the run record on the run anchor %s: %w", anchor, err)
 		}
 	}
 	if roots == 0 {

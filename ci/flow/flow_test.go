@@ -53,7 +53,7 @@ func setup(t *testing.T, fail string) (*Flow, pipeline.Config, *signing.KeyVerif
 	s, v, _ := keytest.Pair(t, reg, "pw")
 	cfg := pipeline.Config{Source: os.DirFS("../../containerfiles"), Dir: ".", Registry: host + "/im", Profile: prof,
 		Commit: strings.Repeat("c", 40), RunID: "ci1"}
-	return &Flow{Pipeline: pipeline.New(b, reg), Signer: s, Smoker: fakeSmoker{fail: fail}}, cfg, v
+	return &Flow{Pipeline: pipeline.New(b, reg), Signer: s, Anchors: reg, Smoker: fakeSmoker{fail: fail}}, cfg, v
 }
 
 func TestCIPasses(t *testing.T) {

@@ -16,10 +16,23 @@
 //   - a verdict the record names but the image no longer carries: blocked (the record binds the verdicts' digests);
 //   - a malformed record or verdict signed by the key: promotion stops on it.
 //
-// What remains: without --expect-run, an attacker who rolls back every attestation manifest of a commit's images
-// to the state of an older run (deleting all newer records and verdicts) makes that older, consistent state all
-// promotion can see. Only a record of which run is the newest kept outside the registry closes that (GitHub's run
-// list: release.yml passes --expect-run; keyless signing's transparency log would be another).
+//   - re-pointing candidate tags at an older build of the same commit (no attestation touched): every run's record
+//     is attested on the commit's run anchor too (Anchor: a digest computed from the commit and profile, no tag
+//     trusted); the newest there names the digests to promote, and candidate tags pointing elsewhere are refused;
+//   - a reused digest a later commit's run failed: that run's record sits on the same root image (a reused layer's
+//     ancestors are reused too) and refuses the digest, whichever commit is promoted, even with the failed verdict
+//     itself deleted;
+//   - exact release tags written by hand (even onto a signed family): the floating tags follow only releases a
+//     signed release record (Release) describes, with every exact tag at the record's digests; a release with a
+//     record that no longer verifies stops the promotion; the floating tags never move to a lower version.
+//
+// What remains: the writer can delete attestations (re-point a .att tag to an older manifest). Without
+// --expect-run, rolling back every attestation manifest of a commit's images and its anchor to the state of an
+// older run (deleting all newer records and verdicts) makes that older, consistent state all promotion can see;
+// deleting a later commit's record and verdict hides its failure of a reused digest; deleting a release record
+// makes that release's tags ignored (the floating tags then refuse to move back: the next promotion stops). Only a
+// record of which run is the newest kept outside the registry closes the first (GitHub's run list: release.yml
+// passes --expect-run; keyless signing's transparency log would be another).
 package record
 
 import (

@@ -5,6 +5,7 @@ package registry
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -25,6 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Retry says how often and on what a failed registry request is retried.
@@ -531,4 +534,36 @@ func PlainHTTP(host string) bool {
 		return false
 	}
 	return r.Scheme() == "http"
+}
+
+// rawManifest is a manifest written byte for byte (its digest is the caller's).
+type rawManifest struct {
+	data      []byte
+	mediaType types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.data, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mediaType, nil }
+
+// PutArtifact uploads blobs (each with its media type) to repo and writes manifest, exactly these bytes, under its
+// digest; it returns the digest reference. Writing it again is harmless: the same bytes, the same digest.
+func (c *Client) PutArtifact(ctx context.Context, repo string, manifest []byte, mediaType string, blobs map[string][]byte) (string, error) {
+	r, err := ParseRepo(repo)
+	if err != nil {
+		return "", err
+	}
+	for mt, b := range blobs {
+		if err := remote.WriteLayer(r, static.NewLayer(b, types.MediaType(mt)), c.RemoteOptions(ctx)...); err != nil {
+			return "", fmt.Errorf("uploading a blob to %s: %w", repo, err)
+		}
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(manifest))
+	if err != nil {
+		return "", err
+	}
+	ref := r.Digest(h.String())
+	if err := remote.Put(ref, rawManifest{data: manifest, mediaType: types.MediaType(mediaType)}, c.RemoteOptions(ctx)...); err != nil {
+		return "", fmt.Errorf("writing %s: %w", ref, err)
+	}
+	return ref.String(), nil
 }

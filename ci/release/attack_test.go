@@ -2,6 +2,7 @@ package release
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagemode/imagemode/ci/record"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/tags"
 )
@@ -66,6 +68,15 @@ func (f *fixture) snapshotAtt(t *testing.T) map[string]string {
 		}
 		out[l.Name] = d
 	}
+	_, anchor, err := record.Anchor(commit, profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.reg.Digest(t.Context(), f.ns+"/soe:"+attTag(anchor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["anchor"] = d
 	return out
 }
 
@@ -73,8 +84,15 @@ func (f *fixture) snapshotAtt(t *testing.T) map[string]string {
 func (f *fixture) rollback(t *testing.T, snap map[string]string, layers ...string) {
 	t.Helper()
 	for _, l := range layers {
-		repo := f.ns + "/" + l
-		if err := f.reg.Tag(t.Context(), repo+"@"+snap[l], attTag(f.digests[l])); err != nil {
+		repo, subject := f.ns+"/"+l, f.digests[l]
+		if l == "anchor" { // the commit's run anchor, in the root's repository
+			_, a, err := record.Anchor(commit, profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			repo, subject = f.ns+"/soe", a
+		}
+		if err := f.reg.Tag(t.Context(), repo+"@"+snap[l], attTag(subject)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,7 +100,7 @@ func (f *fixture) rollback(t *testing.T, snap map[string]string, layers ...strin
 
 // TestVerdictFreshnessAttacks: a registry writer without the key cannot make promotion ignore a newer failed run.
 func TestVerdictFreshnessAttacks(t *testing.T) {
-	all := []string{"soe", "httpd", "database", "homepage"}
+	all := []string{"soe", "httpd", "database", "homepage", "anchor"}
 	setup := func(t *testing.T) (*fixture, map[string]string) {
 		f := newFixture(t)
 		f.build(t) // run1: every layer passes, with its record
@@ -101,14 +119,17 @@ func TestVerdictFreshnessAttacks(t *testing.T) {
 			f.rollback(t, before, "database")
 		}, "", "run run2's record says its smoke test failed"},
 		{"the failed verdict and the newer record deleted", func(t *testing.T, f *fixture, before map[string]string) {
-			f.rollback(t, before, "database", "soe")
+			f.rollback(t, before, "database", "soe", "anchor")
 		}, "", "after the run record of run run1"},
 		{"an older record replayed against the expected run", func(t *testing.T, f *fixture, before map[string]string) {
 			f.rollback(t, before, all...)
 		}, "run2", "no signed run record of run run2"},
 		{"the newer record deleted, the verdicts kept", func(t *testing.T, f *fixture, before map[string]string) {
-			f.rollback(t, before, "soe")
+			f.rollback(t, before, "soe", "anchor")
 		}, "", "the smoke test failed (database did not answer)"},
+		{"the newer record deleted from the root, kept on the anchor", func(t *testing.T, f *fixture, before map[string]string) {
+			f.rollback(t, before, "soe", "database")
+		}, "", "is not among the image's signed verdicts"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -116,13 +137,16 @@ func TestVerdictFreshnessAttacks(t *testing.T) {
 			c.attack(t, f, before)
 			cfg := f.cfg("v1.0.0")
 			cfg.ExpectRun = c.expect
-			rep, err := New(f.reg, f.ver, fast).Promote(t.Context(), cfg)
+			rep, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(t.Context(), cfg)
 			var re *RefusedError
 			if err == nil || !errors.As(err, &re) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("promotion after the attack: %v; want a refusal saying %q", err, c.want)
 			}
 			if rep.Refused == "" || strings.Contains(rep.Text(), "INCOMPLETE") {
 				t.Errorf("the report does not say REFUSED:\n%s", rep.Text())
+			}
+			if want := fmt.Sprintf("refused after %d image(s) verified", len(rep.Verified)); !strings.Contains(rep.Text(), want) || len(rep.Verified) == 0 {
+				t.Errorf("the summary does not say %q (layers verified before the refusal: %d):\n%s", want, len(rep.Verified), rep.Text())
 			}
 			if ts := f.releaseTags(t); len(ts) != 0 {
 				t.Errorf("tags moved: %v", ts)
@@ -135,7 +159,7 @@ func TestVerdictFreshnessAttacks(t *testing.T) {
 	t.Run("a full rollback without --expect-run is the documented limit", func(t *testing.T) {
 		f, before := setup(t)
 		f.rollback(t, before, all...)
-		if _, err := New(f.reg, f.ver, fast).Promote(t.Context(), f.cfg("v1.0.0")); err != nil {
+		if _, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(t.Context(), f.cfg("v1.0.0")); err != nil {
 			t.Fatalf("the documented limit no longer holds (update the threat model): %v", err)
 		}
 	})
@@ -146,7 +170,7 @@ func TestVerdictFreshnessAttacks(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		_, err := New(f.reg, f.ver, fast).Promote(t.Context(), f.cfg("v1.0.0"))
+		_, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(t.Context(), f.cfg("v1.0.0"))
 		if err == nil || !strings.Contains(err.Error(), "no signed run record") {
 			t.Fatalf("promotion without a run record: %v", err)
 		}
@@ -195,7 +219,7 @@ func TestConcurrentPromotions(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				time.Sleep(time.Duration(rand.Int64N(int64(30 * time.Millisecond))))
-				_, *x.err = New(f.reg, f.ver, WithSettle(20*time.Millisecond)).Promote(t.Context(), x.cfg)
+				_, *x.err = New(f.reg, f.ver, WithSigner(f.signer), WithSettle(20*time.Millisecond)).Promote(t.Context(), x.cfg)
 			}()
 		}
 		wg.Wait()
@@ -252,7 +276,7 @@ func TestRegistryDownIsNotARefusal(t *testing.T) {
 	})
 	f.build(t)
 	down.Store(true)
-	rep, err := New(f.reg, f.ver, fast).Promote(t.Context(), f.cfg("v1.0.0"))
+	rep, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(t.Context(), f.cfg("v1.0.0"))
 	var re *RefusedError
 	if err == nil || errors.As(err, &re) || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("promotion with the registry down: %v", err)
@@ -261,7 +285,7 @@ func TestRegistryDownIsNotARefusal(t *testing.T) {
 		t.Errorf("report:\n%s", rep.Text())
 	}
 	down.Store(false)
-	if rep, err := New(f.reg, f.ver, fast).Promote(t.Context(), f.cfg("v1.0.0")); err != nil || !rep.Complete {
+	if rep, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(t.Context(), f.cfg("v1.0.0")); err != nil || !rep.Complete {
 		t.Fatalf("the rerun once the registry is back: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imagemode/imagemode/ci/layers"
+	"github.com/imagemode/imagemode/ci/record"
 	"github.com/imagemode/imagemode/ci/registry"
 )
 
@@ -18,9 +19,12 @@ import (
 //     another digest there has lost the race and stops before writing anything else. After its writes a run waits
 //     (settle), reads every exact tag back, repairs layers another run mixed in and stops if it lost the root;
 //   - floating tags X.Y-<profile> and <profile> are not "the release being promoted" but a function of the
-//     registry: the highest stable release whose exact tags exist for every layer, chain parent to child and carry
-//     valid signatures. Every run computes them from what it reads, writes them, waits, and computes again until
-//     nothing changes: the newest complete release always wins and the layers of two releases are never mixed.
+//     registry: the highest stable release a valid signed release record describes (on its root digest), whose
+//     exact tags all point at the record's digests, chain parent to child and carry valid signatures. Exact tags
+//     without a record are reported and never followed; a release with a record that no longer verifies stops the
+//     run; the floating tags never move to a lower version unless --rollback-to names it. Every run computes them
+//     from what it reads, writes them, waits, and computes again until nothing changes: the newest verified
+//     release always wins and the layers of two releases are never mixed.
 
 // writeExact writes the exact tags of every profile (moves in layer order, root first) and reads them back.
 func (p *Promoter) writeExact(ctx context.Context, profiles []string, moves []Move) error {
@@ -137,17 +141,20 @@ func (p *Promoter) sleep(ctx context.Context) error {
 	}
 }
 
-// release is one complete release of a profile: every layer's digest.
+// release is one complete release of a profile: every layer's digest, from its signed release record.
 type release struct {
 	version Version
 	digests map[string]string
 }
 
-// converge points the floating tags of every profile at the highest complete release, again and again until a
-// round changes nothing. It returns the floating moves (status relative to this run's version).
-func (p *Promoter) converge(ctx context.Context, cfg Config, v Version, repoOf func(string) string) ([]Move, error) {
+// converge points the floating tags of every profile at the highest stable release a valid signed release record
+// describes, again and again until a round changes nothing. The floating tags never move to a lower version than
+// the one they point at unless cfg.RollbackTo names it. It returns the floating moves (status relative to this
+// run's version).
+func (p *Promoter) converge(ctx context.Context, cfg Config, v Version, repoOf func(string) string, rep *Report) ([]Move, error) {
 	verified := map[string]error{} // digest ref → signature verification
 	wrote := map[string]bool{}
+	ignored := map[string]bool{}
 	var last []Move
 	for round := 0; round < 8; round++ {
 		changed := false
@@ -156,12 +163,27 @@ func (p *Promoter) converge(ctx context.Context, cfg Config, v Version, repoOf f
 			tags := v.Tags(prof)[1:] // X.Y-<profile>, <profile>
 			for i, tag := range tags {
 				sameMinor := i == 0
-				target, err := p.newestComplete(ctx, cfg, prof, v, sameMinor, repoOf, verified)
+				var target *release
+				var err error
+				if cfg.RollbackTo != "" {
+					target, err = p.releaseOf(ctx, cfg, prof, v, repoOf, verified, nil)
+				} else {
+					target, err = p.newestRelease(ctx, cfg, prof, v, sameMinor, repoOf, verified, func(note string) {
+						if !ignored[note] {
+							ignored[note] = true
+							rep.Ignored = append(rep.Ignored, note)
+							p.logf("%s", note)
+						}
+					})
+				}
 				if err != nil {
 					return last, err
 				}
 				if target == nil {
-					return last, fmt.Errorf("no complete, verified %s release found for %s:%s (the exact tags just written did not read back)", prof, repoOf(cfg.Layers[0].Name), tag)
+					return last, fmt.Errorf("no %s release with a valid signed release record found for %s:%s (the record this run attested did not read back)", prof, repoOf(cfg.Layers[0].Name), tag)
+				}
+				if err := p.checkForward(ctx, cfg, prof, tag, sameMinor, target, repoOf); err != nil {
+					return last, err
 				}
 				for _, l := range cfg.Layers {
 					m := Move{Repository: repoOf(l.Name), Tag: tag, Digest: target.digests[l.Name]}
@@ -180,7 +202,7 @@ func (p *Promoter) converge(ctx context.Context, cfg Config, v Version, repoOf f
 					}
 					switch {
 					case target.version.Compare(v) != 0:
-						m.Status, m.Note = Kept, "newer release "+target.version.String()+" is the newest complete one"
+						m.Status, m.Note = Kept, "newer release "+target.version.String()+" is the newest verified one"
 					case wrote[ref]:
 						m.Status = Moved
 					default:
@@ -200,10 +222,80 @@ func (p *Promoter) converge(ctx context.Context, cfg Config, v Version, repoOf f
 	return last, fmt.Errorf("the floating release tags did not settle: other promotions kept moving them; run it again")
 }
 
-// newestComplete finds the highest stable release of a profile (of v's X.Y when sameMinor) whose exact tags exist
-// for every layer, whose layers chain parent to child, and whose digests carry valid signatures.
-func (p *Promoter) newestComplete(ctx context.Context, cfg Config, prof string, v Version, sameMinor bool,
-	repoOf func(string) string, verified map[string]error) (*release, error) {
+// BackwardsError refuses to move a floating tag to a lower version than the one it points at.
+type BackwardsError struct {
+	Ref           string
+	Current, Next string
+}
+
+func (e *BackwardsError) Error() string {
+	if e.Current == "" {
+		return fmt.Sprintf("%s points at a family no signed release record describes: refusing to move it to %s (pass --rollback-to %s to re-point it deliberately)",
+			e.Ref, e.Next, e.Next)
+	}
+	return fmt.Sprintf("%s points at release %s; the newest verified release found is %s, a lower version: floating tags never move backwards "+
+		"(a newer release hidden or broken?); pass --rollback-to %s with --tag v%s to roll back deliberately", e.Ref, e.Current, e.Next, e.Next, e.Next)
+}
+
+// checkForward refuses a move of a floating tag to a lower version than its current one, unless cfg.RollbackTo
+// names the target. The current version is that of the signed release records on the digest the tag's root layer
+// points at (the highest whose digests all match the floating tags, else the highest there).
+func (p *Promoter) checkForward(ctx context.Context, cfg Config, prof, tag string, sameMinor bool, target *release, repoOf func(string) string) error {
+	if cfg.RollbackTo != "" && cfg.RollbackTo == target.version.String() {
+		return nil
+	}
+	root := cfg.Layers[0].Name
+	ref := repoOf(root) + ":" + tag
+	d, err := p.currentDigest(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", ref, err)
+	}
+	if d == "" {
+		return nil // a new channel
+	}
+	recs, err := p.releaseRecords(ctx, registry.DigestRef(repoOf(root), d), prof)
+	if err != nil {
+		return err
+	}
+	current := map[string]string{}
+	for _, l := range cfg.Layers {
+		cd, err := p.currentDigest(ctx, repoOf(l.Name)+":"+tag)
+		if err != nil {
+			return fmt.Errorf("reading %s:%s: %w", repoOf(l.Name), tag, err)
+		}
+		current[l.Name] = cd
+	}
+	var best, exact *Version
+	for _, r := range recs {
+		rv, err := ParseTag(r.Tag)
+		if err != nil || rv.Prerelease() || r.Layers[0].Digest != d || (sameMinor && (rv.Major != target.version.Major || rv.Minor != target.version.Minor)) {
+			continue
+		}
+		if best == nil || rv.Compare(*best) > 0 {
+			best = &rv
+		}
+		if sameDigests(r.Digests(), current) && (exact == nil || rv.Compare(*exact) > 0) {
+			exact = &rv
+		}
+	}
+	if exact != nil {
+		best = exact
+	}
+	if best == nil {
+		return &BackwardsError{Ref: ref, Next: target.version.String()}
+	}
+	if target.version.Compare(*best) < 0 {
+		return &BackwardsError{Ref: ref, Current: best.String(), Next: target.version.String()}
+	}
+	return nil
+}
+
+// newestRelease finds the highest stable release of a profile (of v's X.Y when sameMinor) that a valid signed
+// release record describes. Exact tags without such a record are reported through note and never followed; a
+// release whose record is valid but which no longer verifies (a signature, the chain, an exact tag re-pointed)
+// stops the promotion: it is never skipped silently.
+func (p *Promoter) newestRelease(ctx context.Context, cfg Config, prof string, v Version, sameMinor bool,
+	repoOf func(string) string, verified map[string]error, note func(string)) (*release, error) {
 	root := cfg.Layers[0].Name
 	existing, err := p.reg.Tags(ctx, repoOf(root))
 	if err != nil {
@@ -219,39 +311,77 @@ func (p *Promoter) newestComplete(ctx context.Context, cfg Config, prof string, 
 	}
 	sort.Slice(versions, func(i, j int) bool { return versions[i].Compare(versions[j]) > 0 })
 	for _, ev := range versions {
-		r, err := p.complete(ctx, cfg, prof, ev, repoOf, verified)
+		r, err := p.releaseOf(ctx, cfg, prof, ev, repoOf, verified, note)
 		if err != nil {
 			return nil, err
 		}
 		if r != nil {
 			return r, nil
 		}
-		p.logf("release %s of %s is not complete or not verified: skipped for the floating tags", ev, prof)
 	}
 	return nil, nil
 }
 
-// complete returns the release when all its layers are there, chained and signed; nil when not.
-func (p *Promoter) complete(ctx context.Context, cfg Config, prof string, ev Version, repoOf func(string) string, verified map[string]error) (*release, error) {
-	r := &release{version: ev, digests: map[string]string{}}
+// releaseOf returns release ev of a profile from the signed release record on its root exact tag's digest; nil
+// (reported through note) when there is none; an error when the record is there and the release does not verify.
+func (p *Promoter) releaseOf(ctx context.Context, cfg Config, prof string, ev Version, repoOf func(string) string,
+	verified map[string]error, note func(string)) (*release, error) {
 	tag := ev.Tags(prof)[0]
+	root := cfg.Layers[0].Name
+	rootTag := repoOf(root) + ":" + tag
+	d, err := p.currentDigest(ctx, rootTag)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", rootTag, err)
+	}
+	if d == "" {
+		if note == nil {
+			return nil, fmt.Errorf("%s does not exist", rootTag)
+		}
+		return nil, nil
+	}
+	recs, err := p.releaseRecords(ctx, registry.DigestRef(repoOf(root), d), prof)
+	if err != nil {
+		return nil, err
+	}
+	var rec *record.Release
+	for i := range recs {
+		if recs[i].Release == ev.String() && recs[i].Layers[0].Layer == root && recs[i].Layers[0].Digest == d {
+			rec = &recs[i]
+		}
+	}
+	if rec == nil {
+		if note == nil {
+			return nil, fmt.Errorf("%s (%s) has no signed release record", rootTag, d)
+		}
+		note(fmt.Sprintf("%s: no signed release record describes it: never followed", tag))
+		return nil, nil
+	}
+	broken := func(layer, format string, args ...any) error {
+		return fmt.Errorf("release %s of %s no longer verifies: layer %s: %s; the floating tags are not moved past it — repair or re-promote it",
+			ev, prof, layer, fmt.Sprintf(format, args...))
+	}
+	r := &release{version: ev, digests: rec.Digests()}
 	for _, l := range cfg.Layers {
+		want, ok := r.digests[l.Name]
+		if !ok {
+			return nil, broken(l.Name, "its release record has no entry for it")
+		}
 		ref := repoOf(l.Name) + ":" + tag
-		d, err := p.currentDigest(ctx, ref)
+		cur, err := p.currentDigest(ctx, ref)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", ref, err)
 		}
-		if d == "" {
-			return nil, nil
+		if cur != want {
+			return nil, broken(l.Name, "%s points at %s, the signed release record says %s", ref, orNone(cur), want)
 		}
-		dref := registry.DigestRef(repoOf(l.Name), d)
+		dref := registry.DigestRef(repoOf(l.Name), want)
 		if l.Parent != "" {
 			labels, err := p.reg.Labels(ctx, dref)
 			if err != nil {
 				return nil, fmt.Errorf("reading the labels of %s: %w", dref, err)
 			}
 			if labels[layers.LabelBaseDigest] != r.digests[l.Parent] {
-				return nil, nil // layers of two releases: not one release
+				return nil, broken(l.Name, "%s is built on %s, not on the release's %s", dref, orNone(labels[layers.LabelBaseDigest]), r.digests[l.Parent])
 			}
 		}
 		verr, ok := verified[dref]
@@ -263,9 +393,8 @@ func (p *Promoter) complete(ctx context.Context, cfg Config, prof string, ev Ver
 			verified[dref] = verr
 		}
 		if verr != nil {
-			return nil, nil
+			return nil, broken(l.Name, "the signature of %s: %v", dref, verr)
 		}
-		r.digests[l.Name] = d
 	}
 	return r, nil
 }

@@ -57,8 +57,11 @@ type Config struct {
 	// Force allows moving an X.Y.Z tag that already points at another digest.
 	Force bool
 	// ExpectRun is the id of the run whose signed run record must be promoted (release.yml: the newest CI run of the
-	// commit, as GitHub lists it). Empty: the newest record in the registry, checked against every newer verdict.
+	// commit, as GitHub lists it). Empty: the newest record on the commit's run anchor.
 	ExpectRun string
+	// RollbackTo (X.Y.Z, the version of Tag) lets the floating tags move to this release although they point at a
+	// higher one: a deliberate rollback.
+	RollbackTo string
 }
 
 // Move statuses.
@@ -86,8 +89,10 @@ type Checked struct {
 	Candidate string `json:"candidate"`
 	Digest    string `json:"digest"`
 	Release   string `json:"release"`
-	// verdicts are the image's signed smoke verdicts, with the digests of their predicates.
-	verdicts []seenVerdict
+	// verdicts are the image's signed smoke verdicts, with the digests of their predicates; newestPass the time
+	// of the newest passing one.
+	verdicts   []seenVerdict
+	newestPass time.Time
 }
 
 type seenVerdict struct {
@@ -103,6 +108,8 @@ type Report struct {
 	Verified []Checked `json:"verified"`
 	Moves    []Move    `json:"moves"`
 	Complete bool      `json:"complete"`
+	// Ignored lists exact release tags the floating tags did not follow: no signed release record describes them.
+	Ignored []string `json:"ignored,omitempty"`
 	// Refused says why nothing was promoted when a check refused it: a rerun alone will not help.
 	Refused string `json:"refused,omitempty"`
 }
@@ -119,7 +126,11 @@ func (r *Report) JSON() ([]byte, error) {
 // Text renders the moves for people.
 func (r *Report) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "promotion %s (commit %s): %d image(s) verified\n", r.Tag, short(r.Commit), len(r.Verified))
+	if r.Refused != "" {
+		fmt.Fprintf(&b, "promotion %s (commit %s): refused after %d image(s) verified\n", r.Tag, short(r.Commit), len(r.Verified))
+	} else {
+		fmt.Fprintf(&b, "promotion %s (commit %s): %d image(s) verified\n", r.Tag, short(r.Commit), len(r.Verified))
+	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATUS\tTAG\tDIGEST\tNOTE")
 	for _, m := range r.Moves {
@@ -202,7 +213,7 @@ type LostRaceError struct {
 
 func (e *LostRaceError) Error() string {
 	return fmt.Sprintf("lost a race: %s now points at %s, not %s — another promotion wrote this version at the same time; "+
-		"this run stopped and left that release as it is", e.Ref, e.Got, e.Want)
+		"this run stopped and left that release as it is (a rerun is refused: the version is taken; promote another version, or --force to replace it)", e.Ref, e.Got, e.Want)
 }
 
 // Promote verifies every layer of every profile and then moves the release tags. The report lists what moved even
@@ -243,6 +254,15 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 	if err := ValidateProfiles(cfg.Profiles); err != nil {
 		return nil, err
 	}
+	if err := ValidateTagLengths(v, cfg.Profiles); err != nil {
+		return nil, err
+	}
+	if cfg.RollbackTo != "" && (cfg.RollbackTo != v.String() || v.Prerelease()) {
+		return nil, fmt.Errorf("--rollback-to %s: a rollback names the stable version being promoted (--tag v%s)", cfg.RollbackTo, cfg.RollbackTo)
+	}
+	if p.signer == nil {
+		return nil, errors.New("promotion needs the signing key (--key): it signs a release record for every profile")
+	}
 	rep := &Report{Tag: cfg.Tag, Version: v.String(), Commit: cfg.Commit}
 
 	refused := func(err error) (*Report, error) {
@@ -253,7 +273,10 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, err
 	}
 
-	// 1. Verify everything before touching a tag: every layer, and the signed record of the run that tested them.
+	// 1. Verify everything before touching a tag: the newest run of the commit (its signed record on the run
+	// anchor), every layer, and that the record names exactly these digests, passed.
+	runs := map[string]*chosenRun{}
+	byProfile := map[string][]Checked{}
 	for _, prof := range cfg.Profiles {
 		promoted := map[string]string{}
 		var checked []Checked
@@ -264,14 +287,19 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			promoted[l.Name] = c.Digest
 			checked = append(checked, c)
+			rep.Verified = append(rep.Verified, c)
 			p.logf("verified %s %s: %s", prof, l.Name, c.Digest)
 		}
-		run, err := p.verifyRecord(ctx, cfg, prof, checked)
+		run, err := p.newestRun(ctx, cfg, prof)
 		if err != nil {
 			return refused(err)
 		}
-		p.logf("verified the run record of %s %s (run %s)", short(cfg.Commit), prof, run)
-		rep.Verified = append(rep.Verified, checked...)
+		runs[prof] = run
+		if err := p.verifyRecord(ctx, cfg, prof, checked, run); err != nil {
+			return refused(err)
+		}
+		p.logf("verified the run record of %s %s (run %s)", short(cfg.Commit), prof, run.rec.RunID)
+		byProfile[prof] = checked
 	}
 
 	// 2. The exact tags X.Y.Z-<profile>: refused when one points elsewhere (unless forced), claimed root first.
@@ -311,14 +339,25 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 
 	// 4. Write the exact tags, read them back, repair what another run mixed in, stop if another run won.
 	if err := p.writeExact(ctx, cfg.Profiles, exact); err != nil {
+		var lost *LostRaceError
+		if errors.As(err, &lost) {
+			rep.Refused = err.Error() // a rerun finds the other release's exact tags and is refused too
+		}
 		return rep, err
 	}
 
-	// 5. The floating tags X.Y-<profile> and <profile> follow the highest complete, verified stable release in the
-	// registry, whichever run wrote it: every run computes them from what it reads, writes, and reads again until
+	// 5. The signed release record of every profile, on the release's root digest: what the floating tags follow.
+	for _, prof := range cfg.Profiles {
+		if err := p.attestRelease(ctx, cfg, v, prof, byProfile[prof], runs[prof], repoOf); err != nil {
+			return rep, err
+		}
+	}
+
+	// 6. The floating tags X.Y-<profile> and <profile> follow the highest stable release a valid release record
+	// describes, whichever run wrote it: every run computes them from what it reads, writes, and reads again until
 	// they hold, so concurrent promotions converge on the newest release and never mix layers of two releases.
 	if !v.Prerelease() {
-		floating, err := p.converge(ctx, cfg, v, repoOf)
+		floating, err := p.converge(ctx, cfg, v, repoOf, rep)
 		rep.Moves = append(exact, floating...)
 		if err != nil {
 			return rep, err
@@ -326,6 +365,22 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Complete = true
 	return rep, nil
+}
+
+// MaxTagLen is the longest tag registries accept.
+const MaxTagLen = 128
+
+// ValidateTagLengths checks that every release tag of v for the profiles fits in a registry tag.
+func ValidateTagLengths(v Version, profiles []string) error {
+	for _, prof := range profiles {
+		for _, t := range v.Tags(prof) {
+			if len(t) > MaxTagLen {
+				return fmt.Errorf("the release tag %q would be %d characters long; registries accept %d: shorten the pre-release or the profile",
+					t, len(t), MaxTagLen)
+			}
+		}
+	}
+	return nil
 }
 
 // ValidateProfiles checks the --profile values of a promotion: names that can be part of a tag, each once.
@@ -448,7 +503,7 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 	} else if base == "" {
 		return Checked{}, refuse(ref, "no %s label: the base it was built on is unknown", layers.LabelBaseDigest)
 	}
-	return Checked{Profile: prof, Layer: l.Name, Candidate: candidate, Digest: digest, verdicts: seen}, nil
+	return Checked{Profile: prof, Layer: l.Name, Candidate: candidate, Digest: digest, verdicts: seen, newestPass: newestPass}, nil
 }
 
 // copyAndSign copies the verified digest (and its attestations) to the release repository and signs it there.

@@ -1,12 +1,14 @@
 package release
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,6 +31,9 @@ const (
 	commit  = "c0ffee0123456789abcdef0123456789abcdef01"
 	profile = "centos-stream-9"
 )
+
+// RealRegistryEnv names a registry host:port the attack tests use instead of an in-process one.
+const RealRegistryEnv = "IMAGEMODE_RELEASE_TEST_REGISTRY"
 
 var family = []Layer{{Name: "soe"}, {Name: "httpd", Parent: "soe"}, {Name: "database", Parent: "soe"}, {Name: "homepage", Parent: "httpd"}}
 
@@ -74,10 +79,17 @@ func newFixture(t testing.TB, wrap ...func(http.Handler) http.Handler) *fixture 
 	for _, w := range wrap {
 		h = w(h)
 	}
-	host := regtest.Start(t, h)
 	reg := registry.New(registry.WithRetry(registry.Retry{Steps: 1}))
 	s, v, _ := keytest.Pair(t, reg, "pw")
 	o, _, _ := keytest.Pair(t, reg, "o")
+	// tests/promote_test.go runs the attack tests against a real registry (docker-registry) with this variable;
+	// each fixture gets a namespace of its own there. Counters then count nothing.
+	if real := os.Getenv(RealRegistryEnv); real != "" {
+		sum := sha256.Sum256([]byte(fmt.Sprintf("%s %d", t.Name(), time.Now().UnixNano())))
+		ns := fmt.Sprintf("%s/release-%x", real, sum[:6])
+		return &fixture{host: real, ns: ns, reg: reg, signer: s, other: o, ver: v, cnt: cnt, digests: map[string]string{}}
+	}
+	host := regtest.Start(t, h)
 	return &fixture{host: host, ns: host + "/im", reg: reg, signer: s, other: o, ver: v, cnt: cnt, digests: map[string]string{}}
 }
 
@@ -150,6 +162,23 @@ func (f *fixture) run(t testing.TB, commit, runID string, outcome map[string]str
 	if err := f.signer.Attest(ctx, f.ref("soe"), record.PredicateType, data); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.signer.Attest(ctx, f.anchor(t, commit), record.PredicateType, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// anchor writes the run anchor of commit c and returns its digest reference.
+func (f *fixture) anchor(t testing.TB, c string) string {
+	t.Helper()
+	m, _, err := record.Anchor(c, profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := f.reg.PutArtifact(t.Context(), f.ns+"/soe", m, record.ManifestMediaType, map[string][]byte{record.EmptyMediaType: record.EmptyBlob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
 
 func (f *fixture) ref(layer string) string { return f.ns + "/" + layer + "@" + f.digests[layer] }
@@ -179,8 +208,15 @@ func TestPromoteMovesTagsAndConverges(t *testing.T) {
 	ctx := t.Context()
 	f := newFixture(t)
 	f.build(t)
+	// What one attestation uploads (the release record is one): measured on an image of its own.
+	other := f.image(t, "other", "", "sha256:"+strings.Repeat("b", 64), commit, "x")
 	blobs := f.cnt.blobWrites.Load()
-	rep, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.4.2"))
+	if err := f.signer.Attest(ctx, other, record.ReleasePredicateType, []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	perAttest := f.cnt.blobWrites.Load() - blobs
+	blobs = f.cnt.blobWrites.Load()
+	rep, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(ctx, f.cfg("v1.4.2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,8 +228,8 @@ func TestPromoteMovesTagsAndConverges(t *testing.T) {
 			t.Errorf("%s:%s %s", m.Repository, m.Tag, m.Status)
 		}
 	}
-	if n := f.cnt.blobWrites.Load() - blobs; n != 0 {
-		t.Errorf("promotion inside one repository uploaded %d blobs", n)
+	if n := f.cnt.blobWrites.Load() - blobs; n > perAttest {
+		t.Errorf("promotion inside one repository uploaded %d blobs; its release record needs %d", n, perAttest)
 	}
 	for _, l := range family {
 		for _, tg := range []string{"1.4.2-" + profile, "1.4-" + profile, profile} {
@@ -207,7 +243,7 @@ func TestPromoteMovesTagsAndConverges(t *testing.T) {
 	if rep.Moves[0].Tag != "1.4.2-"+profile || !strings.HasSuffix(rep.Moves[0].Repository, "/soe") || rep.Moves[11].Tag != profile {
 		t.Errorf("move order: first %v last %v", rep.Moves[0], rep.Moves[11])
 	}
-	again, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.4.2"))
+	again, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(ctx, f.cfg("v1.4.2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,18 +261,18 @@ func TestPrereleaseAndOlderRelease(t *testing.T) {
 	ctx := t.Context()
 	f := newFixture(t)
 	f.build(t)
-	rep, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v2.0.0-rc.1"))
+	rep, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(ctx, f.cfg("v2.0.0-rc.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Moves) != 4 || rep.Moves[0].Tag != "2.0.0-rc.1-"+profile {
 		t.Errorf("pre-release moves: %+v", rep.Moves)
 	}
-	if _, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.5.0")); err != nil {
+	if _, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(ctx, f.cfg("v1.5.0")); err != nil {
 		t.Fatal(err)
 	}
 	// An older stable release afterwards gets its exact and X.Y tags, but the channel stays on 1.5.0.
-	rep, err = New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.4.9"))
+	rep, err = New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(ctx, f.cfg("v1.4.9"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +419,7 @@ func TestHostileCases(t *testing.T) {
 			f.build(t)
 			cfg := tc.setup(t, f)
 			before := f.releaseTags(t)
-			rep, err := New(f.reg, f.ver, fast).Promote(t.Context(), cfg)
+			rep, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(t.Context(), cfg)
 			if err == nil {
 				t.Fatalf("promotion was not refused; report:\n%s", rep.Text())
 			}
@@ -416,7 +452,7 @@ func TestForceMovesAnExistingReleaseTag(t *testing.T) {
 	f.image(t, "httpd", "soe", f.digests["soe"], commit, "1.0.0-"+profile)
 	c := f.cfg("v1.0.0")
 	c.Force = true
-	if _, err := New(f.reg, f.ver, fast).Promote(t.Context(), c); err != nil {
+	if _, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(t.Context(), c); err != nil {
 		t.Fatal(err)
 	}
 	d, err := f.reg.Digest(t.Context(), f.ns+"/httpd:1.0.0-"+profile)
@@ -496,7 +532,7 @@ func copyManifest(t *testing.T, f *fixture, src, dst string) {
 func BenchmarkPromote4Images(b *testing.B) {
 	f := newFixture(b)
 	f.build(b)
-	p := New(f.reg, f.ver, fast)
+	p := New(f.reg, f.ver, fast, WithSigner(f.signer))
 	bytes0, writes0 := f.cnt.blobBytes.Load(), f.cnt.blobWrites.Load()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
@@ -526,14 +562,14 @@ func TestPromoteReusedLayer(t *testing.T) {
 	}
 	c := f.cfg("v2.0.0")
 	c.Commit = newCommit
-	if _, err := New(f.reg, f.ver, fast).Promote(ctx, c); err == nil || !strings.Contains(err.Error(), "no signed passing verdict names that commit") {
+	if _, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(ctx, c); err == nil || !strings.Contains(err.Error(), "no signed passing verdict names that commit") {
 		t.Fatalf("reused layers without a verdict for the new commit: %v", err)
 	}
 	f.run(t, newCommit, "run2", nil)
 	// A third commit reuses them too: its verdicts join the history, and the second commit stays promotable.
 	const thirdCommit = "e00e0123456789abcdef0123456789abcdef0123"
 	f.run(t, thirdCommit, "run3", nil)
-	rep, err := New(f.reg, f.ver, fast).Promote(ctx, c)
+	rep, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(ctx, c)
 	if err != nil || !rep.Complete {
 		t.Fatalf("reused layers with verdicts for the new commit (and a later one): %v", err)
 	}
@@ -545,12 +581,12 @@ func TestPromoteVerdictHistory(t *testing.T) {
 	f := newFixture(t)
 	f.build(t)
 	f.run(t, commit, "run2", map[string]string{"database": smoke.Fail})
-	_, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.0.0"))
+	_, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(ctx, f.cfg("v1.0.0"))
 	if err == nil || !strings.Contains(err.Error(), "after its last pass") || !strings.Contains(err.Error(), "database did not answer") {
 		t.Fatalf("a failure after the last pass: %v", err)
 	}
 	f.run(t, commit, "run3", nil)
-	if rep, err := New(f.reg, f.ver, fast).Promote(ctx, f.cfg("v1.0.0")); err != nil || !rep.Complete {
+	if rep, err := New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(ctx, f.cfg("v1.0.0")); err != nil || !rep.Complete {
 		t.Fatalf("a pass after the failure: %v", err)
 	}
 }

@@ -188,11 +188,27 @@ func (s *KeySigner) ociOpts(ctx context.Context) []ociremote.Option {
 	return []ociremote.Option{ociremote.WithRemoteOptions(s.reg.RemoteOptions(ctx)...)}
 }
 
+// mustExist refuses to sign for a digest its repository does not hold: such a signature would vouch for nothing
+// the registry serves (and for whatever is pushed under that digest later).
+func (s *KeySigner) mustExist(ctx context.Context, verb, digestRef string) error {
+	ok, err := s.reg.Exists(ctx, digestRef)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", verb, digestRef, err)
+	}
+	if !ok {
+		return fmt.Errorf("%s %q: the repository holds no manifest with that digest; nothing was signed", verb, digestRef)
+	}
+	return nil
+}
+
 // Sign attaches a signature for digestRef to its repository (tag sha256-<hex>.sig). Signing the same digest again
 // with the same key is a no-op.
 func (s *KeySigner) Sign(ctx context.Context, digestRef string) error {
 	d, err := parseDigestRef(digestRef)
 	if err != nil {
+		return err
+	}
+	if err := s.mustExist(ctx, "signing", digestRef); err != nil {
 		return err
 	}
 	pl, err := (&payload.Cosign{Image: d}).MarshalJSON()
@@ -232,6 +248,9 @@ func (s *KeySigner) Attest(ctx context.Context, digestRef, predicateType string,
 	}
 	if !json.Valid(predicate) {
 		return fmt.Errorf("attesting %q: the predicate is not JSON", digestRef)
+	}
+	if err := s.mustExist(ctx, "attesting", digestRef); err != nil {
+		return err
 	}
 	_, hex, _ := strings.Cut(d.DigestStr(), ":")
 	st, err := json.Marshal(Statement{
@@ -335,6 +354,9 @@ func verifySignatures(ctx context.Context, digestRef string, co *cosign.CheckOpt
 		return nil
 	}
 	if _, _, err := cosign.VerifyImageSignatures(ctx, d, co); err != nil {
+		if registry.IsUnreachable(err) {
+			return fmt.Errorf("verifying the signature of %q: the registry is unreachable (nothing was verified): %w", digestRef, err)
+		}
 		return fmt.Errorf("verifying the signature of %q: %w: %w", digestRef, ErrNoSignature, err)
 	}
 	return nil

@@ -84,6 +84,10 @@ func (m MultiUser) Check(ctx context.Context, t Target) (string, error) {
 // httpAttemptTimeout bounds one HTTP attempt.
 const httpAttemptTimeout = 2 * time.Second
 
+// ErrWrongAnswer marks a probe whose service answered, but not as expected (a wrong status or page): unlike a
+// service that does not answer yet, it is judged once it persists (RunOptions.WrongAnswerGrace).
+var ErrWrongAnswer = errors.New("a wrong answer")
+
 // HTTP GETs a path on guest port 80 and expects a status and a substring of the body. A port that accepts
 // connections proves nothing (QEMU's forward accepts them before the guest listens): only an HTTP answer counts.
 type HTTP struct {
@@ -138,10 +142,10 @@ func (h HTTP) Check(ctx context.Context, t Target) (string, error) {
 		want = http.StatusOK
 	}
 	if resp.StatusCode != want {
-		return "", fmt.Errorf("GET %s: status %d, want %d", h.path(), resp.StatusCode, want)
+		return "", fmt.Errorf("GET %s: status %d, want %d: %w", h.path(), resp.StatusCode, want, ErrWrongAnswer)
 	}
 	if h.Expect != "" && !strings.Contains(string(body), h.Expect) {
-		return "", fmt.Errorf("GET %s: %d but the page lacks %q (got %q)", h.path(), resp.StatusCode, h.Expect, snippet(body))
+		return "", fmt.Errorf("GET %s: %d but the page lacks %q (got %q): %w", h.path(), resp.StatusCode, h.Expect, snippet(body), ErrWrongAnswer)
 	}
 	return fmt.Sprintf("GET %s: %d, %d bytes, contains %q", h.path(), resp.StatusCode, len(body), h.Expect), nil
 }

@@ -50,6 +50,9 @@ type RunOptions struct {
 	Deadline time.Duration
 	// Interval is the pause between attempts of one probe.
 	Interval time.Duration
+	// WrongAnswerGrace is how long a probe may keep getting a wrong answer (ErrWrongAnswer) after the guest reached
+	// multi-user (after the run's start when no multi-user probe runs) before it fails at once; default 30 s.
+	WrongAnswerGrace time.Duration
 }
 
 // booted is what Run needs of a VM.
@@ -66,27 +69,72 @@ func Run(ctx context.Context, g booted, probes []Probe, o RunOptions) ([]ProbeRe
 	if o.Interval == 0 {
 		o.Interval = 200 * time.Millisecond
 	}
+	if o.WrongAnswerGrace == 0 {
+		o.WrongAnswerGrace = 30 * time.Second
+	}
 	ctx, cancel := context.WithDeadline(ctx, g.Started().Add(o.Deadline))
 	defer cancel()
 	results := make([]ProbeResult, len(probes))
 	var fatal error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	// ready is when the guest reached multi-user (the run's start without a multi-user probe): wrong answers
+	// count from then.
+	var ready time.Time
+	hasMultiUser := false
+	for _, p := range probes {
+		hasMultiUser = hasMultiUser || p.Name() == (MultiUser{}).Name()
+	}
+	if !hasMultiUser {
+		ready = time.Now()
+	}
 	for i, p := range probes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r := ProbeResult{Name: p.Name()}
 			var last error
+			var wrongSince time.Time
 			for {
 				r.Attempts++
 				detail, err := p.Check(ctx, g)
 				if err == nil {
 					r.OK, r.Detail = true, detail
 					r.SinceBootMS = time.Since(g.Started()).Milliseconds()
+					if p.Name() == (MultiUser{}).Name() {
+						mu.Lock()
+						ready = time.Now()
+						mu.Unlock()
+					}
 					break
 				}
 				last = err
+				if errors.Is(err, ErrWrongAnswer) {
+					if wrongSince.IsZero() {
+						wrongSince = time.Now()
+					}
+					mu.Lock()
+					from := ready
+					mu.Unlock()
+					if !from.IsZero() {
+						if wrongSince.After(from) {
+							from = wrongSince
+						}
+						if time.Since(from) >= o.WrongAnswerGrace {
+							r.Detail = fmt.Sprintf("%v, still %s after the guest reached multi-user", err, o.WrongAnswerGrace)
+							results[i] = r
+							mu.Lock()
+							if fatal == nil {
+								fatal = fmt.Errorf("%s: %s: failed without waiting for the deadline", r.Name, r.Detail)
+							}
+							mu.Unlock()
+							cancel() // the verdict is decided
+							return
+						}
+					}
+				} else {
+					wrongSince = time.Time{}
+				}
 				select {
 				case <-ctx.Done():
 				case <-time.After(o.Interval):

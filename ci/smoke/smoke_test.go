@@ -180,3 +180,43 @@ func TestMultiUserNamesAnEmptyConsole(t *testing.T) {
 		t.Errorf("console with the target: %q, %v", d, err)
 	}
 }
+
+// wrongProbe answers, but wrongly, from the start.
+type wrongProbe struct{}
+
+func (wrongProbe) Name() string      { return "http /" }
+func (wrongProbe) GuestPorts() []int { return nil }
+func (wrongProbe) Check(context.Context, Target) (string, error) {
+	return "", fmt.Errorf("GET /: status 500, want 200: %w", ErrWrongAnswer)
+}
+
+// A wrong answer that persists after multi-user fails the run then, not at the deadline; one before multi-user
+// (the guest still starting) does not count.
+func TestWrongAnswerFailsAfterGrace(t *testing.T) {
+	g := newFake()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		g.write("[  OK  ] Reached target multi-user.target - Multi-User System.\n")
+	}()
+	start := time.Now()
+	res, fatal := Run(t.Context(), g, []Probe{MultiUser{}, wrongProbe{}},
+		RunOptions{Deadline: 20 * time.Second, Interval: 20 * time.Millisecond, WrongAnswerGrace: 500 * time.Millisecond})
+	took := time.Since(start)
+	if fatal == nil || !strings.Contains(fatal.Error(), "status 500") || !strings.Contains(fatal.Error(), "after the guest reached multi-user") {
+		t.Fatalf("fatal = %v", fatal)
+	}
+	if took < 800*time.Millisecond || took > 5*time.Second {
+		t.Errorf("the run took %s: want multi-user (0.3 s) + grace (0.5 s), far less than the 20 s deadline", took)
+	}
+	if !res[0].OK || res[1].OK {
+		t.Errorf("results %+v", res)
+	}
+	// Not an answer at all (connection refused) waits for the deadline as before.
+	g2 := newFake()
+	g2.write("[  OK  ] Reached target multi-user.target - Multi-User System.\n")
+	_, fatal = Run(t.Context(), g2, []Probe{MultiUser{}, afterProbe{"never", time.Hour, g2.started}},
+		RunOptions{Deadline: 700 * time.Millisecond, Interval: 20 * time.Millisecond, WrongAnswerGrace: 100 * time.Millisecond})
+	if fatal != nil {
+		t.Errorf("a probe that never answers ended the run early: %v", fatal)
+	}
+}

@@ -175,7 +175,7 @@ func TestModule(t *testing.T) {
 		r = mustCall(t, append(append(mod(repBase, "--accel", env.accel), "run", "--report", reportJSON(t, rep), "smoke-test", "attest"), append(keyArgs(), "verdicts")...)...)
 		parseVerdicts(t, r.stdout, 4)
 		// The chained promote reads everything back from the registry.
-		r = mustCall(t, append(mod(repBase), "candidate", "--commit", env.commit, "promote", "--tag", "v0.9.0")...)
+		r = mustCall(t, append(append(mod(repBase), "candidate", "--commit", env.commit, "promote", "--tag", "v0.9.0"), keyArgs()...)...)
 		var pr release.Report
 		if err := json.Unmarshal([]byte(r.stdout), &pr); err != nil || !pr.Complete {
 			t.Fatalf("chained promote: %v\n%s", err, r.stdout)
@@ -198,7 +198,7 @@ func TestModule(t *testing.T) {
 			}
 		}
 
-		r = mustCall(t, append(mod(repBase), "promote", "--tag", "v1.0.0", "--commit", env.commit, "--expect-run", res.Build.RunID)...)
+		r = mustCall(t, append(append(mod(repBase), "promote", "--tag", "v1.0.0", "--commit", env.commit, "--expect-run", res.Build.RunID), keyArgs()...)...)
 		var pr release.Report
 		if err := json.Unmarshal([]byte(r.stdout), &pr); err != nil {
 			t.Fatalf("promote output: %v\n%s", err, r.stdout)

@@ -73,6 +73,7 @@ func runCI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	f.Anchors = reg
 	if f.Signer, err = k.signer(ctx, reg); err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dir := fs.String("dir", "containerfiles", mhelp("new.dir", "On the host: a path."))
 	force := fs.Bool("force", false, mhelp("promote.force"))
 	expectRun := fs.String("expect-run", "", mhelp("promote.expect-run"))
+	rollbackTo := fs.String("rollback-to", "", mhelp("promote.rollback-to"))
 	jsonOut := fs.Bool("json", false, "print the JSON report")
 	reportFile := fs.String("report", "", "also write the JSON report to this file")
 	var k keyFlags
@@ -44,11 +45,18 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return &usageError{msg: "--tag, --registry and --profile are required"}
 	}
 	// Every argument is checked before the registry is touched.
-	if _, err := release.ParseTag(*tag); err != nil {
+	ver, err := release.ParseTag(*tag)
+	if err != nil {
 		return &usageError{msg: "--tag: " + err.Error()}
 	}
 	if err := release.ValidateProfiles(profiles); err != nil {
 		return &usageError{msg: err.Error()}
+	}
+	if err := release.ValidateTagLengths(ver, profiles); err != nil {
+		return &usageError{msg: "--tag " + *tag + ": " + err.Error()}
+	}
+	if *rollbackTo != "" && (*rollbackTo != ver.String() || ver.Prerelease()) {
+		return &usageError{msg: fmt.Sprintf("--rollback-to %s: a rollback names the stable version being promoted (--tag v%s)", *rollbackTo, *rollbackTo)}
 	}
 	if *commit != "" {
 		if err := tags.ValidateCommit(*commit); err != nil {
@@ -62,6 +70,9 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := registry.ValidatePrefix(*releaseReg); err != nil {
 			return &usageError{msg: "--release-registry: " + err.Error()}
 		}
+	}
+	if k.key == "" {
+		return &usageError{msg: "--key is required: promotion signs a release record for every profile (the floating tags follow only signed releases)"}
 	}
 	g, err := layers.Open(os.DirFS(*dir), ".", *dir)
 	if err != nil {
@@ -83,17 +94,14 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	opts := []release.Option{release.WithLog(stderr)}
-	if k.key != "" {
-		s, err := k.signer(ctx, client)
-		if err != nil {
-			return err
-		}
-		opts = append(opts, release.WithSigner(s))
+	s, err := k.signer(ctx, client)
+	if err != nil {
+		return err
 	}
+	opts := []release.Option{release.WithLog(stderr), release.WithSigner(s)}
 	rep, runErr := release.New(client, v, opts...).Promote(ctx, release.Config{
 		Tag: *tag, Commit: *commit, Registry: *reg, ReleaseRegistry: *releaseReg,
-		Profiles: profiles, Layers: ls, Force: *force, ExpectRun: *expectRun,
+		Profiles: profiles, Layers: ls, Force: *force, ExpectRun: *expectRun, RollbackTo: *rollbackTo,
 	})
 	gha.New().Promotion(rep, runErr)
 	if rep != nil {

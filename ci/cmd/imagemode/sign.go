@@ -191,17 +191,26 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	var failed []string
+	var failed, unreachable []string
 	for _, ref := range refs {
 		if err := v.Verify(ctx, ref); err != nil {
+			if registry.IsUnreachable(err) {
+				fmt.Fprintf(stdout, "UNREACHABLE %s: %v\n", ref, err)
+				unreachable = append(unreachable, ref)
+				continue
+			}
 			fmt.Fprintf(stdout, "FAIL %s: %v\n", ref, err)
 			failed = append(failed, ref)
 			continue
 		}
 		fmt.Fprintf(stdout, "OK   %s\n", ref)
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d image(s) not verified: %s", len(failed), len(refs), strings.Join(failed, ", "))
+	switch {
+	case len(failed) > 0:
+		return fmt.Errorf("%d of %d image(s) not verified: %s", len(failed)+len(unreachable), len(refs), strings.Join(append(failed, unreachable...), ", "))
+	case len(unreachable) > 0:
+		return fmt.Errorf("the registry is unreachable: %d of %d image(s) could not be checked (run it again when it answers): %s",
+			len(unreachable), len(refs), strings.Join(unreachable, ", "))
 	}
 	return nil
 }
@@ -291,7 +300,7 @@ func attestVerdicts(ctx context.Context, file string, im *imageFlags, rf *regist
 	}
 	fmt.Fprintf(stdout, "attested %d verdict(s)\n", len(preds))
 	if flow.CoversReport(im.report, verdicts) {
-		if err := flow.WriteRecord(ctx, s, im.report, verdicts, preds); err != nil {
+		if err := flow.WriteRecord(ctx, s, reg, im.report, verdicts, preds); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "attested the run record of run %s\n", im.report.RunID)

@@ -112,7 +112,7 @@ func runSmoke(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		if flow.CoversReport(im.report, verdicts) {
-			if err := flow.WriteRecord(ctx, signer, im.report, verdicts, preds); err != nil {
+			if err := flow.WriteRecord(ctx, signer, reg, im.report, verdicts, preds); err != nil {
 				return err
 			}
 			fmt.Fprintf(stderr, "imagemode smoke: attested the run record of run %s\n", im.report.RunID)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,5 +111,57 @@ func TestSignChecksEveryReportRefFirst(t *testing.T) {
 		if strings.HasSuffix(tg, ".sig") {
 			t.Errorf("signed anyway: %s", tg)
 		}
+	}
+}
+
+// TestSignRefusesAMissingDigest: no signature is written for a digest the repository does not hold, and verify says
+// "unreachable" (not "no valid signature") when the registry does not answer.
+func TestSignRefusesAMissingDigestAndVerifySaysUnreachable(t *testing.T) {
+	host := regtest.Start(t, nil)
+	if _, err := regtest.Push(t.Context(), host+"/im/soe:x", 256, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Setenv("IMAGEMODE_KEY_PASSWORD", "pw")
+	if code, _, errs := runCLI(t, "generate-key", "--output-prefix", filepath.Join(dir, "c")); code != 0 {
+		t.Fatal(errs)
+	}
+	missing := host + "/im/soe@sha256:" + strings.Repeat("4", 64)
+	code, out, errs := runCLI(t, "sign", "--key", filepath.Join(dir, "c.key"), "--image", missing)
+	if code == 0 || !strings.Contains(errs, "holds no manifest with that digest") {
+		t.Fatalf("sign of a missing digest: exit %d\n%s%s", code, out, errs)
+	}
+	tagsOut, err := registry.New().Tags(t.Context(), host+"/im/soe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range tagsOut {
+		if strings.HasSuffix(tg, ".sig") {
+			t.Errorf("signed anyway: %s", tg)
+		}
+	}
+	// A port nothing listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCLI(t, "verify", "--public-key", filepath.Join(dir, "c.pub"), "--image", dead+"/im/soe@sha256:"+strings.Repeat("4", 64))
+	if code == 0 || !strings.Contains(out, "UNREACHABLE") || !strings.Contains(errs, "the registry is unreachable") || strings.Contains(errs+out, "no valid signature") {
+		t.Fatalf("verify against a dead registry: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestPromoteTagLengthCheckedFirst: a pre-release whose tag would pass 128 characters is a usage error (exit 2)
+// before any registry call (the registry here does not exist).
+func TestPromoteTagLengthCheckedFirst(t *testing.T) {
+	long := "v1.0.0-" + strings.Repeat("rc", 60)
+	code, _, errs := runCLI(t, "promote", "--tag", long, "--registry", "127.0.0.1:1/im", "--profile", "centos-stream-9",
+		"--commit", strings.Repeat("a", 40), "--key", "/nonexistent.key")
+	if code != 2 || !strings.Contains(errs, "characters long") || strings.Contains(errs, "127.0.0.1:1") {
+		t.Fatalf("promote with a 134-character tag: exit %d\n%s", code, errs)
 	}
 }
