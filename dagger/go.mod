@@ -48,3 +48,8 @@ require (
 )
 
 replace github.com/imagemode/imagemode => ..
+
+// Dagger v1.0.0-beta.10's Go SDK codegen resolves github.com/dagger/otel-go to a newer pseudo-version than its
+// go.opentelemetry.io/otel/log pin allows (an import cycle): this pins the version of the beta's time (see
+// docs/engine.md). Unused by v0.19 engines; drop it once the engine's codegen pins both.
+replace github.com/dagger/otel-go => github.com/dagger/otel-go v1.43.1-0.20260515012101-af7cd0684887
