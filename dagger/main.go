@@ -100,9 +100,10 @@ func New(
 	// digest, to run instead of building the CLI from --source.
 	// +optional
 	toolboxImage string,
-	// Base OS profile: rhel-9.6, rhel-10, centos-stream-9, centos-stream-10 (or any name with --base-image).
+	// Base OS profile: rhel-9.6, rhel-10, centos-stream-9, centos-stream-10 (or any name with --base-image). The
+	// CLI's --profile (Dagger 1.0's own CLI takes --profile for itself).
 	// +default="centos-stream-9"
-	profile string,
+	osProfile string,
 	// Build the root layer on this bootc image instead of the profile's.
 	// +optional
 	baseImage string,
@@ -149,7 +150,7 @@ func New(
 ) *Imagemode {
 	return &Imagemode{Registry: registry, RegistryUsername: registryUsername, RegistryPassword: registryPassword, Dir: dir, Git: git,
 		Source: source, ToolboxImage: toolboxImage,
-		Profile: profile, BaseImage: baseImage, BaseRegistryUsername: baseRegistryUsername, BaseRegistryPassword: baseRegistryPassword,
+		Profile: osProfile, BaseImage: baseImage, BaseRegistryUsername: baseRegistryUsername, BaseRegistryPassword: baseRegistryPassword,
 		TrustKey: trustKey, TrustedNamespace: trustedNamespace, TrustMode: trustMode, TrustAllowBase: trustAllowBase,
 		PublicKey: publicKey, QemuImage: qemuImage, DiskBuilder: diskBuilder, Accel: accel, Deadline: deadline, Memory: memory}
 }
@@ -279,9 +280,9 @@ func (m *Imagemode) Promote(
 	ctx context.Context,
 	// The git tag, vX.Y.Z[-pre].
 	tag string,
-	// Profiles to promote (repeatable; default: --profile).
+	// Profiles to promote (repeatable; default: the constructor's --os-profile).
 	// +optional
-	profile []string,
+	osProfile []string,
 	// Commit the tag points to (default: resolved in the checkout).
 	// +optional
 	commit string,
@@ -306,8 +307,8 @@ func (m *Imagemode) Promote(
 	// +optional
 	rollbackTo string,
 ) (string, error) {
-	if len(profile) == 0 {
-		profile = []string{m.Profile}
+	if len(osProfile) == 0 {
+		osProfile = []string{m.Profile}
 	}
 	for _, r := range [][2]string{{"--registry", m.Registry}, {"--release-registry", releaseRegistry}} {
 		if err := checkReachable(r[0], r[1]); err != nil {
@@ -324,7 +325,7 @@ func (m *Imagemode) Promote(
 	in := m.cli("promote", "--tag", tag, "--registry", m.Registry, "--report", "/work/out/promotion.json").withDir(m).withRegistryAuth(m)
 	in.ctr = in.ctr.WithDirectory("/work/out", dag.Directory())
 	in.fresh = true
-	for _, p := range profile {
+	for _, p := range osProfile {
 		in.arg("--profile", p)
 	}
 	for _, a := range [][2]string{{"--commit", commit}, {"--release-registry", releaseRegistry}, {"--expect-run", expectRun}, {"--rollback-to", rollbackTo}} {

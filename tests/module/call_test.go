@@ -65,7 +65,7 @@ const standinDir = "tests/standin/containerfiles"
 // mod is the module's constructor arguments for the stand-in family built on base in this run's registry; every
 // call starts with them (the functions and their chains follow).
 func mod(base string, extra ...string) []string {
-	return append([]string{"--registry", env.registry, "--dir", standinDir, "--profile", "standin", "--base-image", base,
+	return append([]string{"--registry", env.registry, "--dir", standinDir, "--os-profile", "standin", "--base-image", base,
 		"--public-key", env.pub}, extra...)
 }
 

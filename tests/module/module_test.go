@@ -228,7 +228,7 @@ func TestModuleErrors(t *testing.T) {
 		if bad == "" {
 			bad = h + ":1"
 		}
-		args := []string{"--registry", bad + "/imagemode", "--dir", standinDir, "--profile", "standin", "--base-image", env.base, "build-all", "--commit", env.commit}
+		args := []string{"--registry", bad + "/imagemode", "--dir", standinDir, "--os-profile", "standin", "--base-image", env.base, "build-all", "--commit", env.commit}
 		r := call(t.Context(), args...)
 		if r.err == nil {
 			t.Fatal("build-all to an unreachable registry succeeded")
@@ -240,7 +240,7 @@ func TestModuleErrors(t *testing.T) {
 		}
 	})
 	t.Run("a loopback registry is explained", func(t *testing.T) {
-		r := call(t.Context(), "--registry", "127.0.0.1:5000/imagemode", "--dir", standinDir, "--profile", "standin", "--base-image", env.base, "build-all", "--commit", env.commit)
+		r := call(t.Context(), "--registry", "127.0.0.1:5000/imagemode", "--dir", standinDir, "--os-profile", "standin", "--base-image", env.base, "build-all", "--commit", env.commit)
 		if r.err == nil || !strings.Contains(r.stderr, "loopback") || !strings.Contains(r.stderr, "container") {
 			t.Errorf("build-all --registry 127.0.0.1:…: %v\n%s", r.err, r.tail())
 		}

@@ -36,7 +36,7 @@ type graphFlags struct {
 
 func (g *graphFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.dir, "dir", "containerfiles", mhelp("new.dir", "On the host: a path."))
-	fs.StringVar(&g.profile, "profile", mdefault("new.profile"), mhelp("new.profile"))
+	fs.StringVar(&g.profile, "profile", mdefault("new.os-profile"), mhelp("new.os-profile"))
 	fs.StringVar(&g.baseImage, "base-image", "", mhelp("new.base-image"))
 }
 

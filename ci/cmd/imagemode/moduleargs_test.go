@@ -41,7 +41,7 @@ func TestEveryVerbsHelp(t *testing.T) {
 			t.Errorf("%s -h: exit %d %s", v.name, code, errs)
 		}
 	}
-	if mdefault("new.profile") != profile.Default || mdefault("new.trust-mode") != policy.ModeReject || mdefault("new.accel") != "auto" {
-		t.Errorf("module defaults %q %q %q", mdefault("new.profile"), mdefault("new.trust-mode"), mdefault("new.accel"))
+	if mdefault("new.os-profile") != profile.Default || mdefault("new.trust-mode") != policy.ModeReject || mdefault("new.accel") != "auto" {
+		t.Errorf("module defaults %q %q %q", mdefault("new.os-profile"), mdefault("new.trust-mode"), mdefault("new.accel"))
 	}
 }

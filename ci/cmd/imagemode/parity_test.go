@@ -43,6 +43,7 @@ func TestCLIAndModuleTakeTheSameFlags(t *testing.T) {
 	alias := map[string]string{
 		"registry-password": "registry-password-file", "base-registry-password": "base-registry-password-file",
 		"password-hash": "password-hash-file", "inputs-key": "inputs-key-file", "password": "key-password-file",
+		"os-profile": "profile", // Dagger 1.0's CLI has a global --profile of its own
 	}
 	// Arguments only the module has: the engine gives it what the CLI finds on the host.
 	moduleOnly := map[string]string{

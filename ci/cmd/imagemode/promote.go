@@ -22,7 +22,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	reg := fs.String("registry", "", mhelp("new.registry"))
 	releaseReg := fs.String("release-registry", "", mhelp("promote.release-registry"))
 	var profiles multiFlag
-	fs.Var(&profiles, "profile", mhelp("promote.profile", "Required on the host."))
+	fs.Var(&profiles, "profile", mhelp("promote.os-profile", "Required on the host."))
 	dir := fs.String("dir", "containerfiles", mhelp("new.dir", "On the host: a path."))
 	force := fs.Bool("force", false, mhelp("promote.force"))
 	expectRun := fs.String("expect-run", "", mhelp("promote.expect-run"))

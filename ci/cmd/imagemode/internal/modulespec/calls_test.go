@@ -58,8 +58,9 @@ func TestCheck(t *testing.T) {
 	}
 	for line, want := range map[string]string{
 		"dagger call --registry R build-all table":                                      "",
-		"dagger call --profile rhel-10 plan":                                            "",
-		"dagger call plan --profile rhel-10":                                            "plan has no argument --profile",
+		"dagger call --os-profile rhel-10 plan":                                         "",
+		"dagger call --profile rhel-10 plan":                                            "the constructor has no argument --profile",
+		"dagger call plan --os-profile rhel-10":                                         "plan has no argument --os-profile",
 		"dagger call --registry R build-all layer --name homepage digest":               "",
 		"dagger call --registry R build-all layer digest":                               "layer: required --name not given",
 		"dagger call --registry R build-all smoke-test --disk sign --key k table":       "",
@@ -104,5 +105,33 @@ func TestActionCalls(t *testing.T) {
 	got := ActionCalls([]byte(yml))
 	if len(got) != 1 || got[0].Text != "dagger call --registry r/X "+Expr+" build-all table" || got[0].Line != 4 {
 		t.Fatalf("ActionCalls = %+v", got)
+	}
+}
+
+// daggerGlobalFlags are the flags of the dagger CLI itself (v0.19.10 and v1.0.0-beta.10, hidden ones too): a module
+// argument of the same name is shadowed by them (Dagger 1.0's hidden boolean --profile made --profile unusable).
+var daggerGlobalFlags = []string{"auto-apply", "cloud", "debug", "dot-focus-field", "dot-output", "dot-show-internal", "env",
+	"help", "interactive", "interactive-command", "mod", "no-exit", "no-mod", "output", "profile", "progress", "quiet",
+	"scale-out", "silent", "verbose", "web", "workdir", "workspace", "x-release", "json", "allow-llm", "eager-runtime", "org"}
+
+func TestNoArgumentIsADaggerFlag(t *testing.T) {
+	m, err := ReadModule(filepath.Join(root, "dagger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(where string, fn *Func) {
+		for name := range fn.Params {
+			for _, g := range daggerGlobalFlags {
+				if name == g {
+					t.Errorf("%s takes --%s, a flag of the dagger CLI itself: rename it", where, name)
+				}
+			}
+		}
+	}
+	check("the constructor", m.Constructor)
+	for tn, ty := range m.Types {
+		for fname, fn := range ty.Funcs {
+			check(tn+"."+fname, fn)
+		}
 	}
 }
