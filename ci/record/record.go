@@ -14,8 +14,7 @@
 //   - replaying an older record of the same commit: refused for the same two reasons; a record of another commit or
 //     profile never counts;
 //   - a verdict the record names but the image no longer carries: blocked (the record binds the verdicts' digests);
-//   - a malformed record or verdict signed by the key: promotion stops on it.
-//
+//   - a malformed record or verdict signed by the key: promotion stops on it;
 //   - re-pointing candidate tags at an older build of the same commit (no attestation touched): every run's record
 //     is attested on the commit's run anchor too (Anchor: a digest computed from the commit and profile, no tag
 //     trusted); the newest there names the digests to promote, and candidate tags pointing elsewhere are refused;

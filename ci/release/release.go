@@ -16,6 +16,7 @@ import (
 
 	"github.com/imagemode/imagemode/ci/layers"
 	imgprofile "github.com/imagemode/imagemode/ci/profile"
+	"github.com/imagemode/imagemode/ci/record"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
@@ -110,8 +111,17 @@ type Report struct {
 	Complete bool      `json:"complete"`
 	// Ignored lists exact release tags the floating tags did not follow: no signed release record describes them.
 	Ignored []string `json:"ignored,omitempty"`
+	// Releases are the release records of this promotion, one per profile, and the image each is attested on
+	// (release.yml attests them a second time keylessly from here).
+	Releases []SignedRelease `json:"releaseRecords,omitempty"`
 	// Refused says why nothing was promoted when a check refused it: a rerun alone will not help.
 	Refused string `json:"refused,omitempty"`
+}
+
+// SignedRelease is a release record and the image (the release's root layer by digest) it is attested on.
+type SignedRelease struct {
+	Image  string         `json:"image"`
+	Record record.Release `json:"record"`
 }
 
 // JSON encodes the report.
@@ -348,9 +358,11 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 
 	// 5. The signed release record of every profile, on the release's root digest: what the floating tags follow.
 	for _, prof := range cfg.Profiles {
-		if err := p.attestRelease(ctx, cfg, v, prof, byProfile[prof], runs[prof], repoOf); err != nil {
+		sr, err := p.attestRelease(ctx, cfg, v, prof, byProfile[prof], runs[prof], repoOf)
+		if err != nil {
 			return rep, err
 		}
+		rep.Releases = append(rep.Releases, sr)
 	}
 
 	// 6. The floating tags X.Y-<profile> and <profile> follow the highest stable release a valid release record

@@ -12,7 +12,7 @@ import (
 
 // attestRelease signs the release record of one profile on the release's root digest, unless a valid record of the
 // same release, profile and digests is there already (a rerun).
-func (p *Promoter) attestRelease(ctx context.Context, cfg Config, v Version, prof string, checked []Checked, run *chosenRun, repoOf func(string) string) error {
+func (p *Promoter) attestRelease(ctx context.Context, cfg Config, v Version, prof string, checked []Checked, run *chosenRun, repoOf func(string) string) (SignedRelease, error) {
 	rel := record.Release{Version: record.Version, Release: v.String(), Tag: "v" + v.String(), Commit: cfg.Commit, Profile: prof,
 		RunID: run.rec.RunID, RunRecord: run.predicate, Created: time.Now().UTC()}
 	parents := map[string]string{}
@@ -23,28 +23,28 @@ func (p *Promoter) attestRelease(ctx context.Context, cfg Config, v Version, pro
 		rel.Layers = append(rel.Layers, record.ReleaseLayer{Layer: c.Layer, Parent: parents[c.Layer], Digest: c.Digest})
 	}
 	if err := rel.Validate(); err != nil {
-		return err
+		return SignedRelease{}, err
 	}
 	rootRef := registry.DigestRef(repoOf(rel.Layers[0].Layer), rel.Layers[0].Digest)
 	existing, err := p.releaseRecords(ctx, rootRef, prof)
 	if err != nil {
-		return err
+		return SignedRelease{}, err
 	}
 	for _, r := range existing {
 		if r.Release == rel.Release && sameDigests(r.Digests(), rel.Digests()) {
 			p.logf("release record of %s %s: present", rel.Release, prof)
-			return nil
+			return SignedRelease{Image: rootRef, Record: r}, nil
 		}
 	}
 	data, err := json.Marshal(rel)
 	if err != nil {
-		return fmt.Errorf("encoding the release record: %w", err)
+		return SignedRelease{}, fmt.Errorf("encoding the release record: %w", err)
 	}
 	if err := p.signer.Attest(ctx, rootRef, record.ReleasePredicateType, data); err != nil {
-		return fmt.Errorf("attesting the release record of %s %s on %s: %w", rel.Release, prof, rootRef, err)
+		return SignedRelease{}, fmt.Errorf("attesting the release record of %s %s on %s: %w", rel.Release, prof, rootRef, err)
 	}
 	p.logf("attested the release record of %s %s on %s", rel.Release, prof, rootRef)
-	return nil
+	return SignedRelease{Image: rootRef, Record: rel}, nil
 }
 
 // releaseRecords reads the signed release records of a profile on an image (none: an empty list). A record signed

@@ -54,6 +54,10 @@ func TestForgedExactTagsAreIgnoredAndReported(t *testing.T) {
 	if !sameFamily(f.floatingAt(t), good) {
 		t.Errorf("the channel follows the forged tags: %v, want %v", f.floatingAt(t), good)
 	}
+	if len(rep.Releases) != 1 || rep.Releases[0].Record.Release != "1.0.0" || !sameDigests(rep.Releases[0].Record.Digests(), good) ||
+		rep.Releases[0].Image != f.ns+"/soe@"+good["soe"] {
+		t.Errorf("the report's release records: %+v", rep.Releases)
+	}
 	if len(rep.Ignored) != 1 || !strings.Contains(rep.Ignored[0], "1.1.0-"+profile) || !strings.Contains(rep.Ignored[0], "never followed") {
 		t.Errorf("the forged tags were not reported: %v", rep.Ignored)
 	}
