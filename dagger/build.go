@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"dagger/imagemode/internal/dagger"
 
@@ -278,7 +280,32 @@ func (m *Imagemode) buildLayer(ctx context.Context, step *buildstep.File, b buil
 		}
 		span.End()
 	}()
-	dir := m.Dir.Directory(b.ContextDir).Filter(dagger.DirectoryFilterOpts{Include: b.Files})
+	// The context comes in the step file, not from the --dir argument: Dagger 1.0.0-beta.10 re-reads a directory
+	// argument from the module's own working directory when it publishes what was built from it (docs/engine.md).
+	dir := dag.Directory()
+	var binary []buildstep.ContextFile
+	for _, f := range b.Context {
+		if !utf8.Valid(f.Data) {
+			binary = append(binary, f) // the API's strings are UTF-8: these go through base64
+			continue
+		}
+		dir = dir.WithNewFile(f.Path, string(f.Data), dagger.DirectoryWithNewFileOpts{Permissions: int(f.Mode)})
+	}
+	if len(binary) > 0 {
+		c := dag.Container(dagger.ContainerOpts{Platform: "linux/amd64"}).From(defaultQEMUImage).WithDirectory("/ctx", dir)
+		var script strings.Builder
+		script.WriteString("set -e\n")
+		for i, f := range binary {
+			if strings.ContainsAny(f.Path, "'\n") {
+				return "", fmt.Errorf("layer %s: the context file name %q cannot be written", b.Layer, f.Path)
+			}
+			src := "/b64/" + strconv.Itoa(i)
+			c = c.WithNewFile(src, base64.StdEncoding.EncodeToString(f.Data))
+			dst := "/ctx/" + f.Path
+			fmt.Fprintf(&script, "mkdir -p \"$(dirname '%[1]s')\" && base64 -d %[2]s > '%[1]s' && chmod %[3]o '%[1]s'\n", dst, src, f.Mode)
+		}
+		dir = c.WithExec([]string{"sh", "-c", script.String()}).Directory("/ctx")
+	}
 	for _, p := range buildstep.SortedKeys(b.ExtraFiles) {
 		dir = dir.WithNewFile(p, b.ExtraFiles[p])
 	}

@@ -30,6 +30,10 @@ type Build struct {
 	ContextDir string `json:"contextDir"`
 	// Files are the only files of ContextDir the build may see (the ignore file already applied).
 	Files []string `json:"files"`
+	// Context holds those files themselves (path relative to the context, mode, contents): the builder makes the
+	// build context from them, never from a directory of its own. (Dagger 1.0.0-beta.10 re-reads a directory
+	// argument from the module's working directory when it publishes what was built from it.)
+	Context []ContextFile `json:"context,omitempty"`
 	// ExtraFiles are written into the context over what Files hold (path relative to the context → content):
 	// generated files (the host trust policy) and, where a secret the Containerfile mounts was not given, the
 	// Containerfile without that mount.
@@ -44,6 +48,14 @@ type Build struct {
 	Secrets []string `json:"secrets,omitempty"`
 	// Target is where the image is pushed: registry/repository:tag.
 	Target string `json:"target"`
+}
+
+// ContextFile is one file of a build context.
+type ContextFile struct {
+	Path string `json:"path"`
+	// Mode is the file's permission bits (0644, 0755).
+	Mode uint32 `json:"mode"`
+	Data []byte `json:"data"`
 }
 
 // Result is what the builder did with one Build.

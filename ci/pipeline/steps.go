@@ -408,6 +408,10 @@ func (p *Pipeline) finishLayer(ctx context.Context, cfg Config, pd Pending, res 
 	return lr, nil
 }
 
+// MaxExternalContext bounds the files of one layer's build context an external builder is handed (in its step
+// file).
+const MaxExternalContext = 32 << 20
+
 // ExternalBuilds are the pending builds as a builder outside this process takes them: a Containerfile mount of a
 // secret the run was not given is removed (what BuildKit does for an absent optional secret; Dagger v0.19 would
 // give it a random id and never cache the step), and the epoch is a SOURCE_DATE_EPOCH build argument.
@@ -431,6 +435,23 @@ func ExternalBuilds(cfg Config, pr *Progress) ([]buildstep.Build, error) {
 		}
 		if req.SourceDateEpoch != 0 {
 			b.BuildArgs["SOURCE_DATE_EPOCH"] = strconv.FormatInt(req.SourceDateEpoch, 10)
+		}
+		var total int
+		for _, f := range req.Files {
+			p := path.Join(req.ContextDir, f)
+			data, err := fs.ReadFile(cfg.Source, p)
+			if err != nil {
+				return nil, fmt.Errorf("layer %q: reading %s: %w", req.Layer, path.Join(cfg.DisplayDir, p), err)
+			}
+			mode := uint32(0o644)
+			if fi, err := fs.Stat(cfg.Source, p); err == nil && fi.Mode().Perm()&0o111 != 0 {
+				mode = 0o755
+			}
+			if total += len(data); total > MaxExternalContext {
+				return nil, fmt.Errorf("layer %q: its build context %s is over %d MiB: the Dagger module carries contexts in its step files; keep large files out of it (.containerignore) or build on the host",
+					req.Layer, path.Join(cfg.DisplayDir, req.ContextDir), MaxExternalContext>>20)
+			}
+			b.Context = append(b.Context, buildstep.ContextFile{Path: f, Mode: mode, Data: data})
 		}
 		cfPath := path.Join(req.ContextDir, req.Containerfile)
 		display := path.Join(cfg.DisplayDir, cfPath)

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"encoding/json"
+	"io/fs"
+	"path"
 	"errors"
 	"strings"
 	"testing"
@@ -70,6 +72,7 @@ func push(t *testing.T) func(b buildstep.Build) buildstep.Result {
 
 func TestExternalStepsBuildTheFamilyLevelByLevel(t *testing.T) {
 	f := newFixture(t)
+	f0 := f
 	rep, err, steps := externalRun(t, f, f.cfg, push(t))
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +96,16 @@ func TestExternalStepsBuildTheFamilyLevelByLevel(t *testing.T) {
 	last := steps[len(steps)-1][0]
 	if last.BuildArgs[layers.BaseImageArg] != httpd.Ref || hp.ParentDigest != httpd.Digest {
 		t.Errorf("homepage built FROM %q (parent digest %s), want %s", last.BuildArgs[layers.BaseImageArg], hp.ParentDigest, httpd.Ref)
+	}
+	// The step carries the context's files themselves, exactly the listed ones.
+	if len(last.Context) != len(last.Files) || len(last.Files) == 0 {
+		t.Errorf("homepage step: %d context files for %d listed", len(last.Context), len(last.Files))
+	}
+	for i, f := range last.Context {
+		want, err := fs.ReadFile(f0.cfg.Source, path.Join(last.ContextDir, last.Files[i]))
+		if err != nil || f.Path != last.Files[i] || string(f.Data) != string(want) || (f.Mode != 0o644 && f.Mode != 0o755) {
+			t.Errorf("context file %d: %q (mode %o, %d bytes) against %q: %v", i, f.Path, f.Mode, len(f.Data), last.Files[i], err)
+		}
 	}
 	if last.Labels[layers.LabelInputs] != hp.InputDigest || hp.InputDigest == "" {
 		t.Errorf("homepage inputs label %q, report %q", last.Labels[layers.LabelInputs], hp.InputDigest)

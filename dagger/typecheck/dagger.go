@@ -24,6 +24,7 @@ type (
 	ContainerWithExecOpts        = lib.ContainerWithExecOpts
 	DirectoryDockerBuildOpts     = lib.DirectoryDockerBuildOpts
 	DirectoryFilterOpts          = lib.DirectoryFilterOpts
+	DirectoryWithNewFileOpts     = lib.DirectoryWithNewFileOpts
 	ContainerWithMountedFileOpts = lib.ContainerWithMountedFileOpts
 	ReturnType                   = lib.ReturnType
 	ContainerAsServiceOpts       = lib.ContainerAsServiceOpts
