@@ -2,9 +2,9 @@ package pipeline
 
 import (
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"path"
-	"errors"
 	"strings"
 	"testing"
 	"time"
