@@ -182,7 +182,7 @@ func (p *Promoter) converge(ctx context.Context, cfg Config, v Version, repoOf f
 				if target == nil {
 					return last, fmt.Errorf("no %s release with a valid signed release record found for %s:%s (the record this run attested did not read back)", prof, repoOf(cfg.Layers[0].Name), tag)
 				}
-				if err := p.checkForward(ctx, cfg, prof, tag, sameMinor, target, repoOf); err != nil {
+				if target, err = p.checkForward(ctx, cfg, prof, tag, sameMinor, target, repoOf, verified); err != nil {
 					return last, err
 				}
 				for _, l := range cfg.Layers {
@@ -240,28 +240,32 @@ func (e *BackwardsError) Error() string {
 // checkForward refuses a move of a floating tag to a lower version than its current one, unless cfg.RollbackTo
 // names the target. The current version is that of the signed release records on the digest the tag's root layer
 // points at (the highest whose digests all match the floating tags, else the highest there).
-func (p *Promoter) checkForward(ctx context.Context, cfg Config, prof, tag string, sameMinor bool, target *release, repoOf func(string) string) error {
+//
+// A higher current release that verifies now is the target instead: another promotion wrote it (exact tags, then
+// its record, then the floating tags) while this run was looking, and it is the newest verified one after all.
+func (p *Promoter) checkForward(ctx context.Context, cfg Config, prof, tag string, sameMinor bool, target *release,
+	repoOf func(string) string, verified map[string]error) (*release, error) {
 	if cfg.RollbackTo != "" && cfg.RollbackTo == target.version.String() {
-		return nil
+		return target, nil
 	}
 	root := cfg.Layers[0].Name
 	ref := repoOf(root) + ":" + tag
 	d, err := p.currentDigest(ctx, ref)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", ref, err)
+		return nil, fmt.Errorf("reading %s: %w", ref, err)
 	}
 	if d == "" {
-		return nil // a new channel
+		return target, nil // a new channel
 	}
 	recs, err := p.releaseRecords(ctx, registry.DigestRef(repoOf(root), d), prof)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	current := map[string]string{}
 	for _, l := range cfg.Layers {
 		cd, err := p.currentDigest(ctx, repoOf(l.Name)+":"+tag)
 		if err != nil {
-			return fmt.Errorf("reading %s:%s: %w", repoOf(l.Name), tag, err)
+			return nil, fmt.Errorf("reading %s:%s: %w", repoOf(l.Name), tag, err)
 		}
 		current[l.Name] = cd
 	}
@@ -282,12 +286,19 @@ func (p *Promoter) checkForward(ctx context.Context, cfg Config, prof, tag strin
 		best = exact
 	}
 	if best == nil {
-		return &BackwardsError{Ref: ref, Next: target.version.String()}
+		return nil, &BackwardsError{Ref: ref, Next: target.version.String()}
 	}
 	if target.version.Compare(*best) < 0 {
-		return &BackwardsError{Ref: ref, Current: best.String(), Next: target.version.String()}
+		newer, err := p.releaseOf(ctx, cfg, prof, *best, repoOf, verified, func(string) {})
+		if err != nil {
+			return nil, err // it has a record and no longer verifies: stop, never skip it
+		}
+		if newer != nil {
+			return newer, nil
+		}
+		return nil, &BackwardsError{Ref: ref, Current: best.String(), Next: target.version.String()}
 	}
-	return nil
+	return target, nil
 }
 
 // newestRelease finds the highest stable release of a profile (of v's X.Y when sameMinor) that a valid signed
