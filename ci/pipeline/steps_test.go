@@ -72,7 +72,6 @@ func push(t *testing.T) func(b buildstep.Build) buildstep.Result {
 
 func TestExternalStepsBuildTheFamilyLevelByLevel(t *testing.T) {
 	f := newFixture(t)
-	f0 := f
 	rep, err, steps := externalRun(t, f, f.cfg, push(t))
 	if err != nil {
 		t.Fatal(err)
@@ -101,10 +100,10 @@ func TestExternalStepsBuildTheFamilyLevelByLevel(t *testing.T) {
 	if len(last.Context) != len(last.Files) || len(last.Files) == 0 {
 		t.Errorf("homepage step: %d context files for %d listed", len(last.Context), len(last.Files))
 	}
-	for i, f := range last.Context {
-		want, err := fs.ReadFile(f0.cfg.Source, path.Join(last.ContextDir, last.Files[i]))
-		if err != nil || f.Path != last.Files[i] || string(f.Data) != string(want) || (f.Mode != 0o644 && f.Mode != 0o755) {
-			t.Errorf("context file %d: %q (mode %o, %d bytes) against %q: %v", i, f.Path, f.Mode, len(f.Data), last.Files[i], err)
+	for i, cf := range last.Context {
+		want, err := fs.ReadFile(f.cfg.Source, path.Join(last.ContextDir, last.Files[i]))
+		if err != nil || cf.Path != last.Files[i] || string(cf.Data) != string(want) || (cf.Mode != 0o644 && cf.Mode != 0o755) {
+			t.Errorf("context file %d: %q (mode %o, %d bytes) against %q: %v", i, cf.Path, cf.Mode, len(cf.Data), last.Files[i], err)
 		}
 	}
 	if last.Labels[layers.LabelInputs] != hp.InputDigest || hp.InputDigest == "" {

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -28,8 +29,6 @@ func (f *fixture) promote(t *testing.T, cfg Config) (*Report, error) {
 	return New(f.reg, f.ver, fast, WithSigner(f.signer)).Promote(t.Context(), cfg)
 }
 
-func sameFamily(a, b map[string]string) bool { return sameDigests(a, b) }
-
 // Exact tags written by hand onto a signed family whose smoke test failed are not a release: the floating tags do
 // not follow them, the promotion says so, and the honest promotion still completes.
 func TestForgedExactTagsAreIgnoredAndReported(t *testing.T) {
@@ -51,7 +50,7 @@ func TestForgedExactTagsAreIgnoredAndReported(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the honest rerun failed: %v", err)
 	}
-	if !sameFamily(f.floatingAt(t), good) {
+	if !sameDigests(f.floatingAt(t), good) {
 		t.Errorf("the channel follows the forged tags: %v, want %v", f.floatingAt(t), good)
 	}
 	if len(rep.Releases) != 1 || rep.Releases[0].Record.Release != "1.0.0" || !sameDigests(rep.Releases[0].Record.Digests(), good) ||
@@ -84,7 +83,7 @@ func TestFloatingTagsNeverMoveBackwards(t *testing.T) {
 		if _, err := f.promote(t, c); err != nil {
 			t.Fatal(err)
 		}
-		if !sameFamily(f.floatingAt(t), newer) {
+		if !sameDigests(f.floatingAt(t), newer) {
 			t.Fatal("1.1.0 is not on the channel")
 		}
 		f.digests = old
@@ -105,7 +104,7 @@ func TestFloatingTagsNeverMoveBackwards(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "release 1.1.0") || !strings.Contains(err.Error(), "layer httpd") {
 			t.Fatalf("rerun of 1.0.0: %v, want a stop naming release 1.1.0 and layer httpd", err)
 		}
-		if !sameFamily(f.floatingAt(t), newer) {
+		if !sameDigests(f.floatingAt(t), newer) {
 			t.Errorf("the channel moved: %v", f.floatingAt(t))
 		}
 	})
@@ -115,10 +114,10 @@ func TestFloatingTagsNeverMoveBackwards(t *testing.T) {
 		f.image(t, "soe", "", "sha256:"+strings.Repeat("d", 64), commit, "1.1.0-"+profile)
 		_, err := f.promote(t, f.cfg("v1.0.0"))
 		var be *BackwardsError
-		if err == nil || !asBackwards(err, &be) || be.Current != "1.1.0" {
+		if !errors.As(err, &be) || be.Current != "1.1.0" {
 			t.Fatalf("rerun of 1.0.0: %v, want a refusal to move back from 1.1.0", err)
 		}
-		if !sameFamily(f.floatingAt(t), newer) {
+		if !sameDigests(f.floatingAt(t), newer) {
 			t.Errorf("the channel moved: %v", f.floatingAt(t))
 		}
 		// A deliberate rollback is allowed.
@@ -127,7 +126,7 @@ func TestFloatingTagsNeverMoveBackwards(t *testing.T) {
 		if _, err := f.promote(t, c); err != nil {
 			t.Fatalf("--rollback-to 1.0.0: %v", err)
 		}
-		if got := f.floatingAt(t); !sameFamily(got, f.digests) {
+		if got := f.floatingAt(t); !sameDigests(got, f.digests) {
 			t.Errorf("after the rollback the channel is %v, want 1.0.0's %v", got, f.digests)
 		}
 	})
@@ -139,21 +138,6 @@ func TestFloatingTagsNeverMoveBackwards(t *testing.T) {
 			t.Fatalf("mismatched --rollback-to: %v", err)
 		}
 	})
-}
-
-func asBackwards(err error, be **BackwardsError) bool {
-	for err != nil {
-		if b, ok := err.(*BackwardsError); ok {
-			*be = b
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
 }
 
 // A digest's newest verdict decides, whichever commit's run produced it: a later commit's run that failed a reused

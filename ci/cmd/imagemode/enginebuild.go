@@ -39,7 +39,7 @@ func (b *buildFlags) step(ctx context.Context, cfg pipeline.Config, p *pipeline.
 	out, runErr, err := b.nextStep(ctx, cfg, p, in)
 	if err != nil {
 		if b.stepIn != "" {
-			return prefixError("--step-in "+strconvQuote(b.stepIn)+": ", err)
+			return prefixError("--step-in "+strconv.Quote(b.stepIn)+": ", err)
 		}
 		return err
 	}
@@ -215,8 +215,6 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	}
 	return nil
 }
-
-func strconvQuote(s string) string { return strconv.Quote(s) }
 
 // prefixError puts prefix before err's message, keeping a usage error a usage error (exit 2).
 func prefixError(prefix string, err error) error {
