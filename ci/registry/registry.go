@@ -253,6 +253,19 @@ func (c *Client) Tags(ctx context.Context, repo string) ([]string, error) {
 	return tags, nil
 }
 
+// Image opens the image ref (for an index, its linux/amd64 image); its layers are read lazily.
+func (c *Client) Image(ctx context.Context, ref string) (v1.Image, error) {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(r, c.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %q: %w", ref, err)
+	}
+	return img, nil
+}
+
 // Config reads the image configuration of ref (for an index, of its linux/amd64 image).
 func (c *Client) Config(ctx context.Context, ref string) (*v1.ConfigFile, error) {
 	r, err := ParseRef(ref)
