@@ -3,6 +3,7 @@ package pipeline
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -164,8 +165,12 @@ func (p *Pipeline) Begin(ctx context.Context, cfg Config) (*Progress, error) {
 	p.logf("building %d layer(s) in %d level(s): %s", countLayers(pl), len(pl.Levels), levelsString(pl.Names()))
 	pr := &Progress{
 		Report: report.Report{Version: report.Version, RunID: cfg.RunID, Commit: cfg.Commit, Registry: pl.Registry,
-			Profile: cfg.Profile.Name, ProfileMajor: cfg.Profile.Major, BaseImage: pl.BaseImage, BaseDigest: pl.BaseDigest, Started: start.UTC()},
+			Profile: cfg.Profile.Name, ProfileMajor: cfg.Profile.Major, BaseImage: pl.BaseImage, BaseDigest: pl.BaseDigest, Started: start.UTC(),
+			GraphFile: path.Join(cfg.DisplayDir, layers.GraphFile), BuildArgs: cfg.BuildArgs, SourceURL: cfg.SourceURL},
 		Done: map[string]report.Layer{}, Extra: cfg.ExtraFiles,
+	}
+	if pr.Report.GraphDigest, err = fileDigest(cfg.Source, path.Join(cfg.Dir, layers.GraphFile)); err != nil {
+		return nil, err
 	}
 	for _, lv := range pl.Names() {
 		pr.Order = append(pr.Order, lv...)
@@ -344,6 +349,10 @@ func (p *Pipeline) prepareLayer(ctx context.Context, cfg Config, pl *Plan, layer
 		Name: layer.Name, Parent: layer.Parent, Level: level, Repository: repo,
 		RunTag: runTag, CandidateTag: tags.Candidate(cfg.Commit, cfg.Profile.Name),
 		ParentDigest: parentDigest, BaseName: baseName, InputDigest: inDigest,
+		Containerfile: path.Join(cfg.DisplayDir, layer.ContainerfilePath()),
+	}
+	if lr.ContainerfileDigest, err = fileDigest(cfg.Source, path.Join(cfg.Dir, layer.ContainerfilePath())); err != nil {
+		return nil, nil, fmt.Errorf("layer %q: %w", layer.Name, err)
 	}
 	if cfg.Reuse && !cfg.refresh(layer.Name) {
 		reused, from, err := p.reusable(ctx, repo, inDigest)
@@ -469,4 +478,13 @@ func ExternalBuilds(cfg Config, pr *Progress) ([]buildstep.Build, error) {
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// fileDigest is the sha256 digest of a file of the source (sha256:<hex>), for provenance.
+func fileDigest(fsys fs.FS, name string) (string, error) {
+	data, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", name, err)
+	}
+	return fmt.Sprintf("sha256:%x", sha256.Sum256(data)), nil
 }

@@ -35,6 +35,12 @@ type Report struct {
 	// Candidates is true once every layer's candidate tag was written (only after every level succeeded).
 	Candidates bool    `json:"candidates"`
 	Layers     []Layer `json:"layers"`
+	// Build inputs named in each built layer's provenance: the layer graph file (as --dir names it) and its digest,
+	// the extra build arguments (never secrets) and the source repository.
+	GraphFile   string            `json:"graphFile,omitempty"`
+	GraphDigest string            `json:"graphDigest,omitempty"`
+	BuildArgs   map[string]string `json:"buildArgs,omitempty"`
+	SourceURL   string            `json:"sourceUrl,omitempty"`
 }
 
 // Layer is one image of the run.
@@ -57,6 +63,9 @@ type Layer struct {
 	ReusedFrom   string `json:"reusedFrom,omitempty"`
 	InputDigest  string `json:"inputDigest,omitempty"`
 	DurationMS   int64  `json:"durationMs"`
+	// Containerfile is the layer's Containerfile (as --dir names it) and ContainerfileDigest the sha256 of its content.
+	Containerfile       string `json:"containerfile,omitempty"`
+	ContainerfileDigest string `json:"containerfileDigest,omitempty"`
 }
 
 // CandidateRef is Repository:CandidateTag.
