@@ -32,6 +32,8 @@ type Result struct {
 	Verdicts []smoke.Verdict `json:"verdicts"`
 	// Attested lists the digests whose verdicts were attested.
 	Attested []string `json:"attested"`
+	// Evidence lists the built layers whose SBOM and provenance were attested.
+	Evidence []Evidence `json:"evidence"`
 	// Recorded says the run record (ci/record) binding the verdicts was attested on the root image(s).
 	Recorded bool   `json:"recorded"`
 	Verdict  string `json:"verdict"`
@@ -54,6 +56,9 @@ func (r *Result) Text() string {
 		b.WriteString(r.Build.Table())
 	}
 	fmt.Fprintf(&b, "signed %d image(s)\n", len(r.Signed))
+	for _, e := range r.Evidence {
+		fmt.Fprintf(&b, "SBOM (%d packages) and provenance attested on %s (%s)\n", e.Packages, e.Image, e.Layer)
+	}
 	for _, v := range r.Verdicts {
 		fmt.Fprintf(&b, "%-4s %-10s %s (%s, %s)\n", strings.ToUpper(v.Verdict), v.Layer, v.Image, v.Mode, v.Accel)
 		if v.Reason != "" {
@@ -74,8 +79,10 @@ type Flow struct {
 	Signer   signing.Signer
 	// Anchors writes the commit's run anchor, on which the run record is attested too (record.Anchor).
 	Anchors ArtifactWriter
-	Smoker  Smoker
-	Log     io.Writer
+	// Evidence attests every built layer's SBOM and provenance (promotion requires both).
+	Evidence *Evidencer
+	Smoker   Smoker
+	Log      io.Writer
 }
 
 // ArtifactWriter writes an artifact's blobs and manifest byte for byte (registry.Client).
@@ -114,6 +121,15 @@ func (f *Flow) AfterBuild(ctx context.Context, rep *report.Report) (*Result, err
 			return res, fmt.Errorf("%w: %w", ErrFailed, err)
 		}
 		res.Signed = append(res.Signed, l.Ref)
+	}
+	if f.Evidence == nil {
+		return res, errors.New("ci needs the registry to make SBOMs and provenance from")
+	}
+	ev, err := f.Evidence.Attest(ctx, rep)
+	res.Evidence = ev
+	if err != nil {
+		res.Reason = "sbom and provenance: " + err.Error()
+		return res, fmt.Errorf("%w: %w", ErrFailed, err)
 	}
 	verdicts, err := f.Smoker.Smoke(ctx, rep)
 	res.Verdicts = verdicts

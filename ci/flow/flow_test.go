@@ -13,8 +13,10 @@ import (
 	"github.com/imagemode/imagemode/ci/internal/regtest"
 	"github.com/imagemode/imagemode/ci/pipeline"
 	"github.com/imagemode/imagemode/ci/profile"
+	"github.com/imagemode/imagemode/ci/provenance"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/sbom"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
 )
@@ -46,14 +48,15 @@ func setup(t *testing.T, fail string) (*Flow, pipeline.Config, *signing.KeyVerif
 		t.Fatal(err)
 	}
 	b := build.Func(func(ctx context.Context, req build.Request) (build.Result, error) {
-		d, err := regtest.Push(ctx, req.Target, 256, 1, req.Labels)
+		d, err := regtest.PushPackages(ctx, req.Target, req.Labels, map[string]string{"base-files": "12.4+deb12u11", req.Layer + "-pkg": "1.0-1"})
 		repo := req.Target[:strings.LastIndex(req.Target, ":")]
 		return build.Result{Digest: d, Ref: repo + "@" + d}, err
 	})
 	s, v, _ := keytest.Pair(t, reg, "pw")
 	cfg := pipeline.Config{Source: os.DirFS("../../containerfiles"), Dir: ".", Registry: host + "/im", Profile: prof,
 		Commit: strings.Repeat("c", 40), RunID: "ci1"}
-	return &Flow{Pipeline: pipeline.New(b, reg), Signer: s, Anchors: reg, Smoker: fakeSmoker{fail: fail}}, cfg, v
+	return &Flow{Pipeline: pipeline.New(b, reg), Signer: s, Anchors: reg, Smoker: fakeSmoker{fail: fail},
+		Evidence: &Evidencer{Images: reg, Signer: s, BuilderID: "https://example.org/builder", ToolVersion: "test"}}, cfg, v
 }
 
 func TestCIPasses(t *testing.T) {
@@ -76,6 +79,41 @@ func TestCIPasses(t *testing.T) {
 		vd, err := smoke.ParseVerdict(sts[0].Predicate)
 		if err != nil || vd.Verdict != smoke.Pass || vd.Commit != cfg.Commit {
 			t.Errorf("%s verdict %+v (%v)", l.Name, vd, err)
+		}
+	}
+	if len(res.Evidence) != 4 {
+		t.Fatalf("evidence for %d layers, want 4: %+v", len(res.Evidence), res.Evidence)
+	}
+	for _, l := range res.Build.Layers {
+		sts, err := v.Attestations(t.Context(), l.Ref, sbom.PredicateType)
+		if err != nil {
+			t.Fatalf("%s: no SBOM: %v", l.Name, err)
+		}
+		pkgs, err := sbom.Packages(sts[0].Predicate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pkgs) != 2 || pkgs[1].Name != l.Name+"-pkg" || pkgs[1].Version != "1.0-1" {
+			t.Errorf("%s: SBOM packages %+v", l.Name, pkgs)
+		}
+		sts, err = v.Attestations(t.Context(), l.Ref, provenance.PredicateType)
+		if err != nil {
+			t.Fatalf("%s: no provenance: %v", l.Name, err)
+		}
+		p, err := provenance.Parse(sts[0].Predicate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parent := ""
+		if l.Parent != "" {
+			pl, _ := res.Build.Layer(l.Parent)
+			parent = pl.Digest
+		}
+		if why := p.Check(provenance.Expect{Layer: l.Name, Profile: cfg.Profile.Name, Commit: cfg.Commit, ParentDigest: parent, BaseDigest: res.Build.BaseDigest}); why != "" {
+			t.Errorf("%s: %s", l.Name, why)
+		}
+		if p.RunDetails.Builder.ID != "https://example.org/builder" || p.RunDetails.Metadata.InvocationID != "ci1" {
+			t.Errorf("%s: run details %+v", l.Name, p.RunDetails)
 		}
 	}
 	if !strings.Contains(res.Text(), "ci: PASS") {

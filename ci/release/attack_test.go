@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagemode/imagemode/ci/flow"
 	"github.com/imagemode/imagemode/ci/record"
+	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/tags"
 )
@@ -48,9 +51,26 @@ func (f *fixture) pushFamily(t testing.TB, c string) []string {
 		if err := f.signer.Sign(t.Context(), ref); err != nil {
 			t.Fatal(err)
 		}
+		f.evidence(t, f.signer, ref, l, c, parentDigest, base)
 		refs = append(refs, ref)
 	}
 	return refs
+}
+
+// evidence attests the SBOM (made from the image) and the provenance of the built layer ref with s: commit c,
+// built FROM parentDigest (the base's for the root), base the chain's base digest.
+func (f *fixture) evidence(t testing.TB, s signing.Signer, ref string, l Layer, c, parentDigest, base string) {
+	t.Helper()
+	repo, d, _ := strings.Cut(ref, "@")
+	rep := &report.Report{Version: report.Version, RunID: "run-" + c[:7], Commit: c, Registry: f.ns, Profile: profile,
+		BaseImage: "registry.example/base:1", BaseDigest: base, Started: time.Now().UTC(), GraphFile: "containerfiles/layers.yaml", GraphDigest: "sha256:" + strings.Repeat("5", 64)}
+	lr := report.Layer{Name: l.Name, Parent: l.Parent, Repository: repo, Digest: d, Ref: ref, ParentDigest: parentDigest, Status: report.StatusBuilt,
+		BaseName: "registry.example/base:1", Containerfile: "containerfiles/" + l.Name + "/Containerfile", ContainerfileDigest: "sha256:" + strings.Repeat("6", 64)}
+	ev := &flow.Evidencer{Images: f.reg, Signer: s, BuilderID: "https://example.org/tests", ToolVersion: "test"}
+	rep.Layers = []report.Layer{lr}
+	if _, err := ev.Attest(t.Context(), rep); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // attTag is the tag of an image's attestations.

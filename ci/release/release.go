@@ -16,8 +16,10 @@ import (
 
 	"github.com/imagemode/imagemode/ci/layers"
 	imgprofile "github.com/imagemode/imagemode/ci/profile"
+	"github.com/imagemode/imagemode/ci/provenance"
 	"github.com/imagemode/imagemode/ci/record"
 	"github.com/imagemode/imagemode/ci/registry"
+	"github.com/imagemode/imagemode/ci/sbom"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/tags"
@@ -94,6 +96,9 @@ type Checked struct {
 	// of the newest passing one.
 	verdicts   []seenVerdict
 	newestPass time.Time
+	// chainBase is the base image digest of the chain's root; packages what the layer's signed SBOM lists.
+	chainBase string
+	packages  []sbom.Package
 }
 
 type seenVerdict struct {
@@ -288,14 +293,14 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 	runs := map[string]*chosenRun{}
 	byProfile := map[string][]Checked{}
 	for _, prof := range cfg.Profiles {
-		promoted := map[string]string{}
+		promoted, bases := map[string]string{}, map[string]string{}
 		var checked []Checked
 		for _, l := range cfg.Layers {
-			c, err := p.verifyLayer(ctx, cfg, prof, l, promoted)
+			c, err := p.verifyLayer(ctx, cfg, prof, l, promoted, bases)
 			if err != nil {
 				return refused(err)
 			}
-			promoted[l.Name] = c.Digest
+			promoted[l.Name], bases[l.Name] = c.Digest, c.chainBase
 			checked = append(checked, c)
 			rep.Verified = append(rep.Verified, c)
 			p.logf("verified %s %s: %s", prof, l.Name, c.Digest)
@@ -419,7 +424,7 @@ func (p *Promoter) currentDigest(ctx context.Context, ref string) (string, error
 }
 
 // verifyLayer runs every check of one layer of one profile.
-func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l Layer, promoted map[string]string) (Checked, error) {
+func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l Layer, promoted, bases map[string]string) (Checked, error) {
 	repo := strings.TrimSuffix(cfg.Registry, "/") + "/" + l.Name
 	candidate := repo + ":" + tags.Candidate(cfg.Commit, prof)
 	refuse := func(image, format string, args ...any) error {
@@ -515,7 +520,60 @@ func (p *Promoter) verifyLayer(ctx context.Context, cfg Config, prof string, l L
 	} else if base == "" {
 		return Checked{}, refuse(ref, "no %s label: the base it was built on is unknown", layers.LabelBaseDigest)
 	}
-	return Checked{Profile: prof, Layer: l.Name, Candidate: candidate, Digest: digest, verdicts: seen, newestPass: newestPass}, nil
+	chainBase := base
+	if l.Parent != "" {
+		chainBase = bases[l.Parent]
+	}
+	pkgs, err := p.verifyEvidence(ctx, ref, provenance.Expect{Layer: l.Name, Profile: prof, Commit: labels[layers.LabelRevision],
+		ParentDigest: promoted[l.Parent], BaseDigest: chainBase}, refuse)
+	if err != nil {
+		return Checked{}, err
+	}
+	return Checked{Profile: prof, Layer: l.Name, Candidate: candidate, Digest: digest, verdicts: seen, newestPass: newestPass,
+		chainBase: chainBase, packages: pkgs}, nil
+}
+
+// verifyEvidence requires the SBOM and the SLSA provenance of the image ref, signed by the key for its digest. The
+// provenance must describe this layer and profile, built at the image's revision (the tag's commit, or for a
+// layer reused unchanged the commit that built it, which the smoke verdicts tie to the tag's commit), on the
+// parent and base being promoted with it. It returns the SBOM's packages.
+func (p *Promoter) verifyEvidence(ctx context.Context, ref string, want provenance.Expect, refuse func(image, format string, args ...any) error) ([]sbom.Package, error) {
+	sts, err := p.verifier.Attestations(ctx, ref, provenance.PredicateType)
+	if err != nil {
+		if registry.IsUnreachable(err) {
+			return nil, fmt.Errorf("the registry is unreachable while reading the provenance of %s: %w", ref, err)
+		}
+		return nil, refuse(ref, "no provenance signed by the key (%v): built before imagemode attested provenance? rebuild it (--refresh)", err)
+	}
+	var why []string
+	matched := false
+	for _, st := range sts {
+		prov, err := provenance.Parse(st.Predicate)
+		if err != nil {
+			return nil, refuse(ref, "a signed provenance cannot be read (%v): promotion stops on it", err)
+		}
+		if w := prov.Check(want); w != "" {
+			why = append(why, w)
+			continue
+		}
+		matched = true
+	}
+	if !matched {
+		return nil, refuse(ref, "%s", strings.Join(why, "; "))
+	}
+	sts, err = p.verifier.Attestations(ctx, ref, sbom.PredicateType)
+	if err != nil {
+		if registry.IsUnreachable(err) {
+			return nil, fmt.Errorf("the registry is unreachable while reading the SBOM of %s: %w", ref, err)
+		}
+		return nil, refuse(ref, "no SBOM signed by the key (%v): built before imagemode attested SBOMs? rebuild it (--refresh)", err)
+	}
+	// The newest SBOM attested (the signer keeps one per predicate type) is the image's.
+	pkgs, err := sbom.Packages(sts[len(sts)-1].Predicate)
+	if err != nil {
+		return nil, refuse(ref, "its signed SBOM cannot be read: %v", err)
+	}
+	return pkgs, nil
 }
 
 // copyAndSign copies the verified digest (and its attestations) to the release repository and signs it there.

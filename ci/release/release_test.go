@@ -70,6 +70,8 @@ type fixture struct {
 	cnt    *counter
 	// digests of the candidates, by layer
 	digests map[string]string
+	// packages are what the dpkg database of each layer's next image lists (default: base-files and <layer>-pkg).
+	packages map[string]map[string]string
 }
 
 func newFixture(t testing.TB, wrap ...func(http.Handler) http.Handler) *fixture {
@@ -104,7 +106,11 @@ func (f *fixture) image(t testing.TB, layer, parent, baseDigest, rev, tag string
 		labels[layers.LabelParent] = parent
 	}
 	repo := f.ns + "/" + layer
-	d, err := regtest.Push(t.Context(), repo+":"+tag, 2048, 2, labels)
+	pkgs := f.packages[layer]
+	if pkgs == nil {
+		pkgs = map[string]string{"base-files": "12.4+deb12u11", layer + "-pkg": "1.0-1"}
+	}
+	d, err := regtest.PushPackages(t.Context(), repo+":"+tag, labels, pkgs)
 	if err != nil {
 		t.Fatal(err)
 	}

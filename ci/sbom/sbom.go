@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/anchore/syft/syft"
 	"github.com/anchore/syft/syft/cataloging/pkgcataloging"
@@ -66,7 +67,11 @@ func Generate(ctx context.Context, img v1.Image, name, toolVersion string) ([]by
 			pkgcataloging.NewCatalogerReference(redhat.NewDBCataloger(), []string{"directory", "image", "os"}),
 		).
 		WithParallelism(2)
-	s, err := syft.CreateSBOM(ctx, src, cfg)
+	lctx, err := licenseContext()
+	if err != nil {
+		return nil, err
+	}
+	s, err := syft.CreateSBOM(withValues(ctx, lctx), src, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cataloguing the packages of %s: %w", name, err)
 	}
@@ -80,6 +85,31 @@ func Generate(ctx context.Context, img v1.Image, name, toolVersion string) ([]by
 	}
 	return buf.Bytes(), nil
 }
+
+// licenseContext holds syft's licence scanner, built once per process: building it takes most of a second,
+// more than cataloguing a layer's packages.
+var licenseContext = sync.OnceValues(func() (context.Context, error) {
+	ctx, err := syft.SetContextLicenseScanner(context.Background(), syft.DefaultCreateSBOMConfig().Licenses)
+	if err != nil {
+		return nil, fmt.Errorf("making the licence scanner: %w", err)
+	}
+	return ctx, nil
+})
+
+// valuesCtx is a call's context (its deadline and cancellation) that also holds the values of another context.
+type valuesCtx struct {
+	context.Context
+	values context.Context
+}
+
+func (c valuesCtx) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.values.Value(key)
+}
+
+func withValues(ctx, values context.Context) context.Context { return valuesCtx{Context: ctx, values: values} }
 
 // wanted says whether a path of the image's root filesystem (no leading slash) is read for the SBOM.
 func wanted(p string) bool {

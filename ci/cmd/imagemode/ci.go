@@ -11,6 +11,7 @@ import (
 	"github.com/imagemode/imagemode/ci/gha"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/pipeline"
+	"github.com/imagemode/imagemode/ci/provenance"
 	"github.com/imagemode/imagemode/ci/report"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/vm"
@@ -27,6 +28,7 @@ func runCI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	deadline := fs.Duration("deadline", 180*time.Second, mhelp("new.deadline", "On the host a duration (e.g. 180s; default 180s)."))
 	memory := fs.Int("memory", 1536, mhelp("new.memory"))
 	fromReport := fs.String("from-report", "", "sign, smoke-test and attest the layers of this build-all report (JSON) instead of building")
+	builderID := fs.String("builder-id", "", "the builder named in the layers' provenance (default: the GitHub workflow ref on Actions, else $IMAGEMODE_BUILDER_ID, else "+provenance.BuilderCLI+")")
 	mode := fs.String("mode", smoke.ModeEphemeral, "boot mode: ephemeral or disk (disks the disk builder made: --disk-file, --ssh-key-file)")
 	var df diskFlags
 	df.register(fs)
@@ -77,6 +79,7 @@ func runCI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if f.Signer, err = k.signer(ctx, reg); err != nil {
 		return err
 	}
+	f.Evidence = &flow.Evidencer{Images: reg, Signer: f.Signer, BuilderID: *builderID, ToolVersion: toolVersion(), Log: stderr}
 	g, err := layers.Open(os.DirFS(b.dir), ".", b.dir)
 	if err != nil {
 		return err
