@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagemode/imagemode/ci/flow"
+	"github.com/imagemode/imagemode/ci/provenance"
 	"github.com/imagemode/imagemode/ci/record"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/sbom"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/tags"
@@ -38,7 +39,7 @@ func (f *fixture) pushFamily(t testing.TB, c string) []string {
 	t.Helper()
 	f.digests = map[string]string{}
 	cand := tags.Candidate(c, profile)
-	base := "sha256:" + strings.Repeat("b", 64)
+	base := baseDigest
 	var refs []string
 	for _, l := range family {
 		parentDigest := base
@@ -61,14 +62,41 @@ func (f *fixture) pushFamily(t testing.TB, c string) []string {
 // built FROM parentDigest (the base's for the root), base the chain's base digest.
 func (f *fixture) evidence(t testing.TB, s signing.Signer, ref string, l Layer, c, parentDigest, base string) {
 	t.Helper()
+	f.attestProvenance(t, s, ref, l, c, parentDigest, base)
+	f.attestSBOM(t, s, ref)
+}
+
+func (f *fixture) attestProvenance(t testing.TB, s signing.Signer, ref string, l Layer, c, parentDigest, base string) {
+	t.Helper()
 	repo, d, _ := strings.Cut(ref, "@")
 	rep := &report.Report{Version: report.Version, RunID: "run-" + c[:7], Commit: c, Registry: f.ns, Profile: profile,
 		BaseImage: "registry.example/base:1", BaseDigest: base, Started: time.Now().UTC(), GraphFile: "containerfiles/layers.yaml", GraphDigest: "sha256:" + strings.Repeat("5", 64)}
 	lr := report.Layer{Name: l.Name, Parent: l.Parent, Repository: repo, Digest: d, Ref: ref, ParentDigest: parentDigest, Status: report.StatusBuilt,
 		BaseName: "registry.example/base:1", Containerfile: "containerfiles/" + l.Name + "/Containerfile", ContainerfileDigest: "sha256:" + strings.Repeat("6", 64)}
-	ev := &flow.Evidencer{Images: f.reg, Signer: s, BuilderID: "https://example.org/tests", ToolVersion: "test"}
-	rep.Layers = []report.Layer{lr}
-	if _, err := ev.Attest(t.Context(), rep); err != nil {
+	p, err := provenance.New(rep, lr, "https://example.org/tests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := p.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Attest(t.Context(), ref, provenance.PredicateType, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) attestSBOM(t testing.TB, s signing.Signer, ref string) {
+	t.Helper()
+	img, err := f.reg.Image(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := sbom.Generate(t.Context(), img, ref, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Attest(t.Context(), ref, sbom.PredicateType, doc); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -35,6 +35,9 @@ const (
 // RealRegistryEnv names a registry host:port the attack tests use instead of an in-process one.
 const RealRegistryEnv = "IMAGEMODE_RELEASE_TEST_REGISTRY"
 
+// baseDigest is the base image digest the fixture's families are built on.
+var baseDigest = "sha256:" + strings.Repeat("b", 64)
+
 var family = []Layer{{Name: "soe"}, {Name: "httpd", Parent: "soe"}, {Name: "database", Parent: "soe"}, {Name: "homepage", Parent: "httpd"}}
 
 // counter counts blob uploads and manifest writes on the registry.
@@ -414,6 +417,44 @@ func TestHostileCases(t *testing.T) {
 			c.Registry = addr + "/im"
 			return c
 		}, "connection refused"},
+		// A replacement httpd candidate, signed and passing, whose SBOM or provenance is missing or wrong.
+		{"no SBOM", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			f.signAttest(t, ref, smoke.Pass)
+			f.attestProvenance(t, f.signer, ref, family[1], commit, f.digests["soe"], baseDigest)
+			return f.cfg("v1.0.0")
+		}, "no SBOM signed by the key"},
+		{"no provenance", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			f.signAttest(t, ref, smoke.Pass)
+			f.attestSBOM(t, f.signer, ref)
+			return f.cfg("v1.0.0")
+		}, "no provenance signed by the key"},
+		{"provenance signed by another key", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			f.signAttest(t, ref, smoke.Pass)
+			f.attestSBOM(t, f.signer, ref)
+			f.attestProvenance(t, f.other, ref, family[1], commit, f.digests["soe"], baseDigest)
+			return f.cfg("v1.0.0")
+		}, "no provenance signed by the key"},
+		{"provenance of another commit", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			f.signAttest(t, ref, smoke.Pass)
+			f.evidence(t, f.signer, ref, family[1], strings.Repeat("9", 40), f.digests["soe"], baseDigest)
+			return f.cfg("v1.0.0")
+		}, "its provenance names commit " + strings.Repeat("9", 40) + ", not " + commit},
+		{"provenance with a wrong parent digest", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
+			f.signAttest(t, ref, smoke.Pass)
+			f.evidence(t, f.signer, ref, family[1], commit, "sha256:"+strings.Repeat("7", 64), baseDigest)
+			return f.cfg("v1.0.0")
+		}, "its provenance names parent sha256:" + strings.Repeat("7", 64) + ", but the parent being promoted is sha256:"},
+		{"provenance with a wrong base digest", func(t *testing.T, f *fixture) Config {
+			ref := f.image(t, "homepage", "httpd", f.digests["httpd"], commit, tags.Candidate(commit, profile))
+			f.signAttest(t, ref, smoke.Pass)
+			f.evidence(t, f.signer, ref, family[3], commit, f.digests["httpd"], "sha256:"+strings.Repeat("8", 64))
+			return f.cfg("v1.0.0")
+		}, "its provenance names base sha256:" + strings.Repeat("8", 64) + ", but the chain was built on " + baseDigest},
 		{"existing release tag points elsewhere", func(t *testing.T, f *fixture) Config {
 			f.image(t, "httpd", "soe", f.digests["soe"], commit, "1.0.0-"+profile)
 			return f.cfg("v1.0.0")
