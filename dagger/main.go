@@ -287,7 +287,8 @@ func (m *Imagemode) Promote(
 	// +optional
 	commit string,
 	// Cosign private key: signs the release record of every profile (the floating tags follow only signed
-	// releases), and the copies in --release-registry.
+	// releases), and the copies in --release-registry. Required unless --dry-run.
+	// +optional
 	key *dagger.Secret,
 	// Password of the key.
 	// +optional
@@ -306,7 +307,14 @@ func (m *Imagemode) Promote(
 	// one: a deliberate rollback. Without it they never move to a lower version.
 	// +optional
 	rollbackTo string,
+	// Verify everything and print what the release would change on the hosts (package differences from the
+	// releases the floating tags name now), then stop: nothing is moved, copied or signed; no key needed.
+	// +optional
+	dryRun bool,
 ) (string, error) {
+	if key == nil && !dryRun {
+		return "", fail(fmt.Errorf("--key is required: promotion signs a release record for every profile (or pass --dry-run)"))
+	}
 	if len(osProfile) == 0 {
 		osProfile = []string{m.Profile}
 	}
@@ -336,7 +344,13 @@ func (m *Imagemode) Promote(
 	if force {
 		in.arg("--force")
 	}
-	in.withKeyFile("--public-key", "cosign.pub", m.PublicKey).withSigningKey(key, password)
+	if dryRun {
+		in.arg("--dry-run")
+	}
+	in.withKeyFile("--public-key", "cosign.pub", m.PublicKey)
+	if key != nil {
+		in.withSigningKey(key, password)
+	}
 	o, err := in.run(ctx)
 	if err != nil {
 		if o != nil && o.stdout != "" {
@@ -345,6 +359,28 @@ func (m *Imagemode) Promote(
 		return "", fail(err)
 	}
 	return o.file(ctx, "/work/out/promotion.json")
+}
+
+// Diff says what a bootc upgrade from one image to another changes on a host: the packages added, removed,
+// upgraded and downgraded, from the images' SBOMs signed by the key (--public-key), else from SBOMs made from the
+// images. Returns the JSON of `imagemode diff`.
+// +cache="never"
+func (m *Imagemode) Diff(
+	ctx context.Context,
+	// The image hosts run now (by digest or tag).
+	from string,
+	// The image they would move to.
+	to string,
+) (string, error) {
+	in := m.cli("diff", "--from", from, "--to", to, "--json", "--report", "/work/out/diff.json").withRegistryAuth(m)
+	in.ctr = in.ctr.WithDirectory("/work/out", dag.Directory())
+	in.fresh = true
+	in.withKeyFile("--public-key", "cosign.pub", m.PublicKey)
+	o, err := in.run(ctx)
+	if err != nil {
+		return "", fail(err)
+	}
+	return o.file(ctx, "/work/out/diff.json")
 }
 
 // DiskImage builds a qcow2 disk of an image with bootc-image-builder (or image-builder, --disk-builder): the image

@@ -263,6 +263,10 @@ func (r *Run) Ci(
 	// images' own kernel and root filesystem.
 	// +optional
 	disk bool,
+	// The builder named in the provenance of the layers the run built (on GitHub Actions, the workflow:
+	// https://github.com/${{ github.workflow_ref }}); default: the Dagger module.
+	// +default="https://imagemode.dev/builders/dagger-module"
+	builderId string,
 ) (*Run, error) {
 	if _, whole, err := r.report(); err != nil || !whole {
 		return nil, fail(fmt.Errorf("ci runs on a build-all run (build-all, run or candidate), not on loose images"))
@@ -271,6 +275,7 @@ func (r *Run) Ci(
 	if err != nil {
 		return nil, fail(err)
 	}
+	in.arg("--builder-id", builderId)
 	in.withSigningKey(key, password)
 	o, err := in.run(ctx)
 	if err != nil {
@@ -301,7 +306,8 @@ func (r *Run) Promote(
 	ctx context.Context,
 	// The git tag, vX.Y.Z[-pre].
 	tag string,
-	// Cosign private key: signs the release record.
+	// Cosign private key: signs the release record. Required unless --dry-run.
+	// +optional
 	key *dagger.Secret,
 	// Password of the key.
 	// +optional
@@ -310,12 +316,43 @@ func (r *Run) Promote(
 	// anchor.
 	// +optional
 	expectRun string,
+	// Verify and print the package changes on the hosts, then stop: nothing moves.
+	// +optional
+	dryRun bool,
 ) (string, error) {
 	rep, whole, err := r.report()
 	if err != nil || !whole {
 		return "", fail(fmt.Errorf("promote runs on a build-all run (build-all, run or candidate), not on loose images"))
 	}
-	return r.Mod.Promote(ctx, tag, []string{rep.Profile}, rep.Commit, key, password, "", false, expectRun, "")
+	return r.Mod.Promote(ctx, tag, []string{rep.Profile}, rep.Commit, key, password, "", false, expectRun, "", dryRun)
+}
+
+// Changes says what promoting this run would change on the hosts: for every layer, the package difference from
+// the release its floating tag <repository>:<profile> names now to the run's digest, from the SBOMs signed by the
+// key. Returns the JSON of `imagemode diff --from-report`.
+// +cache="never"
+func (r *Run) Changes(
+	ctx context.Context,
+	// Repository prefix of the releases hosts follow (default: the run's registry).
+	// +optional
+	releaseRegistry string,
+) (string, error) {
+	if _, whole, err := r.report(); err != nil || !whole {
+		return "", fail(fmt.Errorf("changes runs on a build-all run (build-all, run or candidate), not on loose images"))
+	}
+	in := r.Mod.cli("diff", "--json", "--report", "/work/out/changes.json").withRegistryAuth(r.Mod)
+	in.ctr = in.ctr.WithDirectory("/work/out", dag.Directory())
+	in.fresh = true
+	in.arg("--from-report", in.withFile("report.json", r.Report))
+	if releaseRegistry != "" {
+		in.arg("--release-registry", releaseRegistry)
+	}
+	in.withKeyFile("--public-key", "cosign.pub", r.Mod.PublicKey)
+	o, err := in.run(ctx)
+	if err != nil {
+		return "", fail(err)
+	}
+	return o.file(ctx, "/work/out/changes.json")
 }
 
 // DiskImage builds a qcow2 disk of one layer of the run with the disk builder, following the layer's channel tag

@@ -128,7 +128,13 @@ func (r *Reporter) Promotion(rep *release.Report, err error) {
 		}
 		r.a.SetOutput("moved", fmt.Sprint(moved))
 		r.a.SetOutput("complete", fmt.Sprint(rep.Complete))
+		if rep.DryRun {
+			b.WriteString("\nDry run: everything verifies; nothing was moved.\n")
+		}
 		r.a.AddStepSummary(b.String())
+		if len(rep.Changes) > 0 {
+			r.a.AddStepSummary(release.ChangesMarkdown("What "+rep.Tag+" changes on the hosts", rep.Changes))
+		}
 	}
 	if err != nil {
 		r.a.WithFieldsMap(map[string]string{"title": "promotion refused"}).Errorf("%v", err)
@@ -150,4 +156,12 @@ func (r *Reporter) Lifecycle(rep *lifecycle.Report) {
 	if rep.Verdict != smoke.Pass {
 		r.a.WithFieldsMap(map[string]string{"title": "life-cycle test failed"}).Errorf("%s", rep.Reason)
 	}
+}
+
+// Changes reports package changes (imagemode diff): a summary table, per layer the packages.
+func (r *Reporter) Changes(title string, cs []release.LayerChanges) {
+	if !r.enabled || len(cs) == 0 {
+		return
+	}
+	r.a.AddStepSummary(release.ChangesMarkdown(title, cs))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/imagemode/imagemode/ci/flow"
 	"github.com/imagemode/imagemode/ci/release"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/sbom"
 	"github.com/imagemode/imagemode/ci/smoke"
 )
 
@@ -103,6 +104,19 @@ func TestPromotionReport(t *testing.T) {
 	}
 	if sum := read(t, r.summary); !strings.Contains(sum, "| `ghcr.io/a/im/soe:centos-stream-9` | `sha256:111111111111` | kept newer release 1.3.0 exists |") {
 		t.Errorf("summary:\n%s", sum)
+	}
+	rep.Promotion(&release.Report{Tag: "v1.3.0", DryRun: true, Changes: []release.LayerChanges{
+		{Profile: "centos-stream-9", Layer: "httpd", Follows: "ghcr.io/a/im/httpd:centos-stream-9", Changes: []sbom.Change{
+			{Kind: sbom.Upgraded, Type: "rpm", Name: "httpd", From: "2.4.57-5.el9", To: "2.4.57-8.el9"}}},
+		{Profile: "centos-stream-9", Layer: "soe", Follows: "ghcr.io/a/im/soe:centos-stream-9", Changes: []sbom.Change{}},
+	}}, nil)
+	sum := read(t, r.summary)
+	for _, want := range []string{"Dry run: everything verifies; nothing was moved.", "### What v1.3.0 changes on the hosts",
+		"| httpd | centos-stream-9 | `ghcr.io/a/im/httpd:centos-stream-9` | 1 upgraded |", "| soe | centos-stream-9 | `ghcr.io/a/im/soe:centos-stream-9` | no package changes |",
+		"| upgraded | httpd | 2.4.57-5.el9 | 2.4.57-8.el9 |"} {
+		if !strings.Contains(sum, want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum)
+		}
 	}
 	rep.Promotion(nil, errors.New("refusing to promote soe"))
 	if !strings.Contains(r.stdout.String(), "::error title=promotion refused::refusing to promote soe") {

@@ -65,6 +65,9 @@ type Config struct {
 	// RollbackTo (X.Y.Z, the version of Tag) lets the floating tags move to this release although they point at a
 	// higher one: a deliberate rollback.
 	RollbackTo string
+	// DryRun verifies everything and computes the package changes, then stops: no tag moves, nothing is copied
+	// or signed (the key is not needed).
+	DryRun bool
 }
 
 // Move statuses.
@@ -119,6 +122,10 @@ type Report struct {
 	// Releases are the release records of this promotion, one per profile, and the image each is attested on
 	// (release.yml attests them a second time keylessly from here).
 	Releases []SignedRelease `json:"releaseRecords,omitempty"`
+	// Changes is what the promotion changes on the hosts following each floating tag (package differences).
+	Changes []LayerChanges `json:"changes,omitempty"`
+	// DryRun says nothing was moved: the promotion was only verified.
+	DryRun bool `json:"dryRun,omitempty"`
 	// Refused says why nothing was promoted when a check refused it: a rerun alone will not help.
 	Refused string `json:"refused,omitempty"`
 }
@@ -154,7 +161,13 @@ func (r *Report) Text() string {
 	if err := tw.Flush(); err != nil {
 		fmt.Fprintf(&b, "(table: %v)\n", err)
 	}
+	if len(r.Changes) > 0 {
+		b.WriteString("package changes on the hosts:\n")
+		b.WriteString(ChangesText(r.Changes))
+	}
 	switch {
+	case r.DryRun:
+		b.WriteString("dry run: everything verifies; nothing was moved\n")
 	case r.Complete:
 		b.WriteString("promotion complete\n")
 	case r.Refused != "":
@@ -275,7 +288,7 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.RollbackTo != "" && (cfg.RollbackTo != v.String() || v.Prerelease()) {
 		return nil, fmt.Errorf("--rollback-to %s: a rollback names the stable version being promoted (--tag v%s)", cfg.RollbackTo, cfg.RollbackTo)
 	}
-	if p.signer == nil {
+	if p.signer == nil && !cfg.DryRun {
 		return nil, errors.New("promotion needs the signing key (--key): it signs a release record for every profile")
 	}
 	rep := &Report{Tag: cfg.Tag, Version: v.String(), Commit: cfg.Commit}
@@ -317,13 +330,25 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 		byProfile[prof] = checked
 	}
 
-	// 2. The exact tags X.Y.Z-<profile>: refused when one points elsewhere (unless forced), claimed root first.
 	repoOf := func(layer string) string {
 		if copyTo != "" {
 			return copyTo + "/" + layer
 		}
 		return strings.TrimSuffix(cfg.Registry, "/") + "/" + layer
 	}
+	// What the promotion changes on the hosts: the package difference to the release each floating tag names now.
+	changes, err := p.hostChanges(ctx, rep.Verified, repoOf)
+	rep.Changes = changes
+	if err != nil {
+		return rep, err
+	}
+	if cfg.DryRun {
+		rep.DryRun = true
+		p.logf("dry run: everything verifies; nothing was moved, copied or signed")
+		return rep, nil
+	}
+
+	// 2. The exact tags X.Y.Z-<profile>: refused when one points elsewhere (unless forced), claimed root first.
 	var exact []Move
 	for _, c := range rep.Verified {
 		exact = append(exact, Move{Repository: repoOf(c.Layer), Tag: v.Tags(c.Profile)[0], Digest: c.Digest, Status: Pending})

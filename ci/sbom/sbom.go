@@ -109,7 +109,9 @@ func (c valuesCtx) Value(key any) any {
 	return c.values.Value(key)
 }
 
-func withValues(ctx, values context.Context) context.Context { return valuesCtx{Context: ctx, values: values} }
+func withValues(ctx, values context.Context) context.Context {
+	return valuesCtx{Context: ctx, values: values}
+}
 
 // wanted says whether a path of the image's root filesystem (no leading slash) is read for the SBOM.
 func wanted(p string) bool {

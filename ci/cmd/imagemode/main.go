@@ -41,6 +41,7 @@ func verbs() []verb {
 		{"generate-ssh-key", "make a throwaway SSH key pair for test VMs (disk mode, life cycles)", runGenerateSSHKey},
 		{"lifecycle-test", "prove switch, rollback and upgrade of a candidate on a VM booted from a release disk", runLifecycleTest},
 		{"promote", "verify a commit's candidates and move the release tags of a git tag vX.Y.Z", runPromote},
+		{"diff", "what a bootc upgrade from one image to another changes: packages added, removed, upgraded (from SBOMs)", runDiff},
 		{"digest", "print the digest an image reference points at", runDigest},
 		{"retag", "point a tag at an image's digest (no blob upload)", runRetag},
 		{"generate-key", "make a cosign key pair for signing", runGenerateKey},

@@ -72,7 +72,7 @@ func TestCLIAndModuleTakeTheSameFlags(t *testing.T) {
 	// CLI verb → the module functions that do the same (after the constructor).
 	pairs := map[string][]string{"build-all": {"build-all"}, "build": {"build-all"}, "ci": {"build-all", "run.ci"},
 		"smoke": {"images", "run.smoke-test", "run.attest"}, "sign": {"images", "run.sign"}, "verify": {"images", "run.verify"}, "promote": {"promote"},
-		"plan": {"plan"}, "lint": {"lint"}, "lifecycle-test": {"lifecycle-test"}}
+		"diff": {"diff", "run.changes"}, "plan": {"plan"}, "lint": {"lint"}, "lifecycle-test": {"lifecycle-test"}}
 	// Module arguments a verb's CLI does not have, for that verb.
 	verbModuleOnly := map[string]map[string]string{
 		"ci": {"layer": "the CLI's ci builds every layer"},
@@ -85,6 +85,7 @@ func TestCLIAndModuleTakeTheSameFlags(t *testing.T) {
 		"sign":    {"base-registry-username": "sign reads only the images' registry", "base-registry-password-file": "as base-registry-username"},
 		"verify":  {"base-registry-username": "verify reads only the images' registry", "base-registry-password-file": "as base-registry-username"},
 		"promote": {"base-registry-username": "promote reads only the candidates' registry", "base-registry-password-file": "as base-registry-username"},
+		"diff":    {"base-registry-username": "diff reads only the images' registry", "base-registry-password-file": "as base-registry-username"},
 		"plan":    {"registry-username": "plan reads only the base image's registry", "registry-password-file": "as registry-username"},
 		"lint":    {"base-image": "lint reads no image", "profile": "lint reads no image"},
 		"lifecycle-test": {"ssh-key-file": "the host's VM comes from a disk made with a key the caller holds; the module makes its own",

@@ -16,7 +16,7 @@ import (
 )
 
 func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("promote", "Promote the candidates of the commit a git tag points to: verify every layer of every profile (candidate,\nrevision label, signature, passing smoke attestation for that digest, chain to its parent), then move the\nrelease tags X.Y.Z-<profile>, X.Y-<profile> and <profile> (pre-releases: X.Y.Z-pre-<profile> only).\nNothing moves unless everything verifies; a rerun finishes an interrupted promotion.", stderr)
+	fs := newFlagSet("promote", "Promote the candidates of the commit a git tag points to: verify every layer of every profile (candidate,\nrevision label, signature, passing smoke attestation for that digest, chain to its parent, SBOM and SLSA\nprovenance), print what the release changes on the hosts (package differences), then move the\nrelease tags X.Y.Z-<profile>, X.Y-<profile> and <profile> (pre-releases: X.Y.Z-pre-<profile> only).\nNothing moves unless everything verifies; a rerun finishes an interrupted promotion.", stderr)
 	tag := fs.String("tag", "", mhelp("promote.tag"))
 	commit := fs.String("commit", "", mhelp("promote.commit", "On the host: with git in the checkout holding --dir."))
 	reg := fs.String("registry", "", mhelp("new.registry"))
@@ -27,6 +27,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	force := fs.Bool("force", false, mhelp("promote.force"))
 	expectRun := fs.String("expect-run", "", mhelp("promote.expect-run"))
 	rollbackTo := fs.String("rollback-to", "", mhelp("promote.rollback-to"))
+	dryRun := fs.Bool("dry-run", false, mhelp("promote.dry-run"))
 	jsonOut := fs.Bool("json", false, "print the JSON report")
 	reportFile := fs.String("report", "", "also write the JSON report to this file")
 	var k keyFlags
@@ -71,8 +72,8 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return &usageError{msg: "--release-registry: " + err.Error()}
 		}
 	}
-	if k.key == "" {
-		return &usageError{msg: "--key is required: promotion signs a release record for every profile (the floating tags follow only signed releases)"}
+	if k.key == "" && !*dryRun {
+		return &usageError{msg: "--key is required: promotion signs a release record for every profile (the floating tags follow only signed releases); --dry-run needs none"}
 	}
 	g, err := layers.Open(os.DirFS(*dir), ".", *dir)
 	if err != nil {
@@ -94,14 +95,17 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	s, err := k.signer(ctx, client)
-	if err != nil {
-		return err
+	opts := []release.Option{release.WithLog(stderr)}
+	if k.key != "" {
+		s, err := k.signer(ctx, client)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, release.WithSigner(s))
 	}
-	opts := []release.Option{release.WithLog(stderr), release.WithSigner(s)}
 	rep, runErr := release.New(client, v, opts...).Promote(ctx, release.Config{
 		Tag: *tag, Commit: *commit, Registry: *reg, ReleaseRegistry: *releaseReg,
-		Profiles: profiles, Layers: ls, Force: *force, ExpectRun: *expectRun, RollbackTo: *rollbackTo,
+		Profiles: profiles, Layers: ls, Force: *force, ExpectRun: *expectRun, RollbackTo: *rollbackTo, DryRun: *dryRun,
 	})
 	gha.New().Promotion(rep, runErr)
 	if rep != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/imagemode/imagemode/ci/internal/regtest"
+	"github.com/imagemode/imagemode/ci/provenance"
 	"github.com/imagemode/imagemode/ci/registry"
 )
 
@@ -161,5 +162,12 @@ func noSignature(t *testing.T, repo string) {
 		if strings.HasSuffix(tg, ".sig") {
 			t.Errorf("signed anyway: %s", tg)
 		}
+	}
+}
+
+// The module names itself as the builder in provenance by default, with the id the provenance package defines.
+func TestModuleBuilderIDIsTheProvenanceOne(t *testing.T) {
+	if got := mdefault("run.ci.builder-id"); got != provenance.BuilderModule {
+		t.Errorf("the module's run ci --builder-id defaults to %q, provenance.BuilderModule is %q", got, provenance.BuilderModule)
 	}
 }
