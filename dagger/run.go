@@ -125,7 +125,8 @@ func (r *Run) Layer(
 }
 
 // Sign signs every image of the run by digest with a cosign key, in the sha256-<digest>.sig format podman, skopeo
-// and bootc verify (no transparency-log upload).
+// and bootc verify (no transparency-log upload), and attests the SBOM and SLSA provenance of every layer a
+// build-all run built.
 // +cache="never"
 func (r *Run) Sign(
 	ctx context.Context,
@@ -134,8 +135,11 @@ func (r *Run) Sign(
 	// Password of the key.
 	// +optional
 	password *dagger.Secret,
+	// The builder named in the provenance of the layers the run built; default: the Dagger module.
+	// +default="https://imagemode.dev/builders/dagger-module"
+	builderId string,
 ) (*Run, error) {
-	in := r.Mod.cli("sign").withRegistryAuth(r.Mod).withSigningKey(key, password)
+	in := r.Mod.cli("sign", "--builder-id", builderId).withRegistryAuth(r.Mod).withSigningKey(key, password)
 	in.fresh = true
 	if _, err := r.withImages(in); err != nil {
 		return nil, fail(err)

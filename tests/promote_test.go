@@ -3,6 +3,8 @@
 package tests
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,20 +12,25 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/imagemode/imagemode/ci/flow"
 	"github.com/imagemode/imagemode/ci/layers"
 	"github.com/imagemode/imagemode/ci/record"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/release"
+	"github.com/imagemode/imagemode/ci/report"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/tags"
@@ -41,6 +48,10 @@ func candidates(t *testing.T, ns, commit, profile string, s *signing.KeySigner) 
 	for _, l := range family {
 		img, err := random.Image(64*1024, 3)
 		if err != nil {
+			t.Fatal(err)
+		}
+		// A dpkg database, for the SBOM promotion requires.
+		if img, err = mutate.AppendLayers(img, dpkgLayer(t, map[string]string{"base-files": "12.4+deb12u11", l.Name + "-pkg": "1.0-1"})); err != nil {
 			t.Fatal(err)
 		}
 		cfg, err := img.ConfigFile()
@@ -70,6 +81,17 @@ func candidates(t *testing.T, ns, commit, profile string, s *signing.KeySigner) 
 		digests[l.Name] = d.String()
 		dref := ns + "/" + l.Name + "@" + d.String()
 		if err := s.Sign(ctx, dref); err != nil {
+			t.Fatal(err)
+		}
+		// The SBOM and provenance ci attests on a built layer.
+		rep := &report.Report{Version: report.Version, RunID: "it-" + commit[:8], Commit: commit, Registry: ns, Profile: profile,
+			BaseImage: "registry.example/base:1", BaseDigest: "sha256:" + strings.Repeat("b", 64), Started: time.Now().UTC(),
+			GraphFile: "containerfiles/layers.yaml", GraphDigest: "sha256:" + strings.Repeat("5", 64),
+			Layers: []report.Layer{{Name: l.Name, Parent: l.Parent, Repository: ns + "/" + l.Name, Digest: d.String(), Ref: dref, ParentDigest: base,
+				Status: report.StatusBuilt, BaseName: "registry.example/base:1", Containerfile: "containerfiles/" + l.Name + "/Containerfile",
+				ContainerfileDigest: "sha256:" + strings.Repeat("6", 64)}}}
+		ev := &flow.Evidencer{Images: registry.New(), Signer: s, BuilderID: "https://example.org/tests", ToolVersion: "test"}
+		if _, err := ev.Attest(ctx, rep); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -310,4 +332,37 @@ func TestTrustAttacksRealRegistry(t *testing.T) {
 	if n := strings.Count(string(out), "--- PASS"); n < 10 {
 		t.Errorf("only %d tests passed against the real registry:\n%s", n, out)
 	}
+}
+
+// dpkgLayer is an image layer holding a Debian os-release and a dpkg database listing packages (name → version).
+func dpkgLayer(t *testing.T, packages map[string]string) v1.Layer {
+	t.Helper()
+	names := make([]string, 0, len(packages))
+	for n := range packages {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var status strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&status, "Package: %s\nStatus: install ok installed\nArchitecture: amd64\nVersion: %s\nDescription: %s\n\n", n, packages[n], n)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range [][2]string{{"etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n"}, {"var/lib/dpkg/status", status.String()}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f[0], Mode: 0o644, Size: int64(len(f[1])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, f[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

@@ -80,6 +80,7 @@ var moduleArgs = map[string]moduleArg{
 	"run.promote.password":           {help: "Password of the key.", def: ""},
 	"run.promote.tag":                {help: "The git tag, vX.Y.Z[-pre].", def: ""},
 	"run.report":                     {help: "The report, e.g. \"$(cat report.json)\".", def: ""},
+	"run.sign.builder-id":            {help: "The builder named in the provenance of the layers the run built; default: the Dagger module.", def: "https://imagemode.dev/builders/dagger-module"},
 	"run.sign.key":                   {help: "Cosign private key.", def: ""},
 	"run.sign.password":              {help: "Password of the key.", def: ""},
 	"run.smoke-test.disk":            {help: "Boot bootc-image-builder disks (release fidelity) instead of the images' own kernel and root filesystem.", def: ""},

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/imagemode/imagemode/ci/flow"
+	"github.com/imagemode/imagemode/ci/provenance"
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/report"
 	"github.com/imagemode/imagemode/ci/signing"
@@ -151,13 +152,14 @@ func (i *imageFlags) refs() ([]string, error) {
 }
 
 func runSign(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("sign", "Sign images by digest with a cosign key, in the sha256-<digest>.sig format podman, skopeo and bootc verify.\nNo transparency-log upload.", stderr)
+	fs := newFlagSet("sign", "Sign images by digest with a cosign key, in the sha256-<digest>.sig format podman, skopeo and bootc verify.\nNo transparency-log upload. With --from-report, also attest the SBOM and SLSA provenance of every layer the run\nbuilt (reused layers keep those of the run that built them).", stderr)
 	var k keyFlags
 	var im imageFlags
 	var rf registryFlags
 	k.registerPrivate(fs)
 	im.register(fs)
 	rf.register(fs)
+	builderID := fs.String("builder-id", "", mhelp("run.sign.builder-id", "On the host the default is the GitHub workflow ref on Actions, else $IMAGEMODE_BUILDER_ID, else "+provenance.BuilderCLI+"."))
 	refs, reg, err := parseImageVerb(fs, args, &im, &rf)
 	if err != nil {
 		return err
@@ -172,7 +174,15 @@ func runSign(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintf(stdout, "signed %s\n", ref)
 	}
-	return nil
+	if im.report == nil {
+		return nil
+	}
+	ev := &flow.Evidencer{Images: reg, Signer: s, BuilderID: *builderID, ToolVersion: toolVersion(), Log: stderr}
+	done, err := ev.Attest(ctx, im.report)
+	for _, e := range done {
+		fmt.Fprintf(stdout, "attested the SBOM (%d packages) and provenance of %s\n", e.Packages, e.Image)
+	}
+	return err
 }
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
