@@ -133,13 +133,14 @@ func (c Change) String() string {
 	}
 }
 
-// Diff lists what changes from the packages old to the packages new, sorted by name.
+// Diff lists what changes from the packages old to the packages new, sorted by name (empty, not nil, when nothing
+// changes).
 func Diff(old, new []Package) []Change {
 	before := map[string]Package{}
 	for _, p := range old {
 		before[p.key()] = p
 	}
-	var out []Change
+	out := []Change{} // JSON: [] when nothing changes
 	seen := map[string]bool{}
 	for _, p := range new {
 		seen[p.key()] = true

@@ -13,6 +13,7 @@ import (
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/release"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/sbom"
 	"github.com/imagemode/imagemode/ci/smoke"
 )
 
@@ -215,6 +216,39 @@ func TestModule(t *testing.T) {
 		}
 		if got, err := registry.New().Digest(t.Context(), env.registry+"/homepage:standin"); err != nil || got != got1(res) {
 			t.Errorf("channel standin → %s (%v), want %s", got, err, got1(res))
+		}
+
+		// What a release changes on the hosts: the promotion's own report, a dry run, the run's changes, a diff.
+		if len(pr.Changes) != 4 {
+			t.Errorf("the promotion reports package changes for %d layers, want 4:\n%s", len(pr.Changes), r.stdout)
+		}
+		r = mustCall(t, append(mod(repBase), "promote", "--tag", "v1.0.1", "--commit", env.commit, "--dry-run")...)
+		var dry release.Report
+		if err := json.Unmarshal([]byte(r.stdout), &dry); err != nil || !dry.DryRun || dry.Complete || len(dry.Changes) != 4 {
+			t.Fatalf("promote --dry-run (%v): %s", err, r.stdout)
+		}
+		for _, c := range dry.Changes {
+			if c.From != c.To || len(c.Changes) != 0 {
+				t.Errorf("dry run, %s: %s → %s: %s", c.Layer, c.From, c.To, c.Summary())
+			}
+		}
+		if ok, err := registry.New().Exists(t.Context(), env.registry+"/homepage:1.0.1-standin"); err != nil || ok {
+			t.Errorf("promote --dry-run wrote homepage:1.0.1-standin (%v, %v)", ok, err)
+		}
+		r = mustCall(t, append(mod(repBase), "run", "--report", reportJSON(t, res.Build), "changes")...)
+		var cs []release.LayerChanges
+		if err := json.Unmarshal([]byte(r.stdout), &cs); err != nil || len(cs) != 4 {
+			t.Fatalf("run changes (%v): %s", err, r.stdout)
+		}
+		hp, _ := res.Build.Layer("homepage")
+		db, _ := res.Build.Layer("database")
+		r = mustCall(t, append(mod(repBase), "diff", "--from", db.Ref, "--to", hp.Ref)...)
+		var d struct {
+			Source  string        `json:"source"`
+			Changes []sbom.Change `json:"changes"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &d); err != nil || d.Source != "signed SBOM" || d.Changes == nil {
+			t.Fatalf("diff (%v): %s", err, r.stdout)
 		}
 	})
 }
