@@ -106,7 +106,7 @@ func buildDeb(t *testing.T, name, version, out string) {
 	t.Helper()
 	root := t.TempDir()
 	for path, content := range map[string]string{
-		"DEBIAN/control": fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: imagemode tests <tests@imagemode.dev>\nDescription: a package the integration tests add\n", name, version),
+		"DEBIAN/control":                    fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: imagemode tests <tests@imagemode.dev>\nDescription: a package the integration tests add\n", name, version),
 		"usr/share/doc/" + name + "/README": "added by tests/evidence_test.go\n",
 	} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, path)), 0o755); err != nil {

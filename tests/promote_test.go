@@ -3,8 +3,6 @@
 package tests
 
 import (
-	"archive/tar"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,18 +10,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/imagemode/imagemode/ci/flow"
 	"github.com/imagemode/imagemode/ci/layers"
@@ -31,6 +26,7 @@ import (
 	"github.com/imagemode/imagemode/ci/registry"
 	"github.com/imagemode/imagemode/ci/release"
 	"github.com/imagemode/imagemode/ci/report"
+	"github.com/imagemode/imagemode/ci/sbom/sbomtest"
 	"github.com/imagemode/imagemode/ci/signing"
 	"github.com/imagemode/imagemode/ci/smoke"
 	"github.com/imagemode/imagemode/ci/tags"
@@ -51,7 +47,11 @@ func candidates(t *testing.T, ns, commit, profile string, s *signing.KeySigner) 
 			t.Fatal(err)
 		}
 		// A dpkg database, for the SBOM promotion requires.
-		if img, err = mutate.AppendLayers(img, dpkgLayer(t, map[string]string{"base-files": "12.4+deb12u11", l.Name + "-pkg": "1.0-1"})); err != nil {
+		pkgs, err := sbomtest.DpkgLayer(map[string]string{"base-files": "12.4+deb12u11", l.Name + "-pkg": "1.0-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img, err = mutate.AppendLayers(img, pkgs); err != nil {
 			t.Fatal(err)
 		}
 		cfg, err := img.ConfigFile()
@@ -332,37 +332,4 @@ func TestTrustAttacksRealRegistry(t *testing.T) {
 	if n := strings.Count(string(out), "--- PASS"); n < 10 {
 		t.Errorf("only %d tests passed against the real registry:\n%s", n, out)
 	}
-}
-
-// dpkgLayer is an image layer holding a Debian os-release and a dpkg database listing packages (name → version).
-func dpkgLayer(t *testing.T, packages map[string]string) v1.Layer {
-	t.Helper()
-	names := make([]string, 0, len(packages))
-	for n := range packages {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var status strings.Builder
-	for _, n := range names {
-		fmt.Fprintf(&status, "Package: %s\nStatus: install ok installed\nArchitecture: amd64\nVersion: %s\nDescription: %s\n\n", n, packages[n], n)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range [][2]string{{"etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n"}, {"var/lib/dpkg/status", status.String()}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f[0], Mode: 0o644, Size: int64(len(f[1])), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(tw, f[1]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }

@@ -268,13 +268,9 @@ func (c *Client) Image(ctx context.Context, ref string) (v1.Image, error) {
 
 // Config reads the image configuration of ref (for an index, of its linux/amd64 image).
 func (c *Client) Config(ctx context.Context, ref string) (*v1.ConfigFile, error) {
-	r, err := ParseRef(ref)
+	img, err := c.Image(ctx, ref)
 	if err != nil {
 		return nil, err
-	}
-	img, err := remote.Image(r, c.RemoteOptions(ctx)...)
-	if err != nil {
-		return nil, fmt.Errorf("reading %q: %w", ref, err)
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
