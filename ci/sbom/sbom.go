@@ -14,13 +14,14 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 
-	"github.com/anchore/syft/syft"
-	"github.com/anchore/syft/syft/cataloging/pkgcataloging"
+	"github.com/anchore/syft/syft/artifact"
 	"github.com/anchore/syft/syft/format/spdxjson"
+	"github.com/anchore/syft/syft/linux"
+	"github.com/anchore/syft/syft/pkg"
 	"github.com/anchore/syft/syft/pkg/cataloger/debian"
 	"github.com/anchore/syft/syft/pkg/cataloger/redhat"
+	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/anchore/syft/syft/source"
 	"github.com/anchore/syft/syft/source/directorysource"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -57,60 +58,36 @@ func Generate(ctx context.Context, img v1.Image, name, toolVersion string) ([]by
 	if err != nil {
 		return nil, err
 	}
-	cfg := syft.DefaultCreateSBOMConfig().
-		WithTool(Tool, toolVersion).
-		WithoutFiles().
-		WithoutCatalogers().
-		WithCatalogers(
-			// The tags syft selects by for a directory source (what the extracted databases are) and an image.
-			pkgcataloging.NewCatalogerReference(debian.NewDBCataloger(), []string{"directory", "image", "os"}),
-			pkgcataloging.NewCatalogerReference(redhat.NewDBCataloger(), []string{"directory", "image", "os"}),
-		).
-		WithParallelism(2)
-	lctx, err := licenseContext()
+	res, err := src.FileResolver(source.SquashedScope)
 	if err != nil {
 		return nil, err
 	}
-	s, err := syft.CreateSBOM(withValues(ctx, lctx), src, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("cataloguing the packages of %s: %w", name, err)
+	// The two package-database catalogers, called directly: syft's top-level CreateSBOM links every cataloger it
+	// has (Java, Go binaries, …), which doubles the CLI's dependencies for nothing an OS image's SBOM needs.
+	var pkgs []pkg.Package
+	var rels []artifact.Relationship
+	for _, c := range []pkg.Cataloger{debian.NewDBCataloger(), redhat.NewDBCataloger()} {
+		ps, rs, err := c.Catalog(ctx, res)
+		if err != nil {
+			return nil, fmt.Errorf("cataloguing the packages of %s (%s): %w", name, c.Name(), err)
+		}
+		pkgs, rels = append(pkgs, ps...), append(rels, rs...)
+	}
+	s := syftsbom.SBOM{
+		Artifacts:     syftsbom.Artifacts{Packages: pkg.NewCollection(pkgs...), LinuxDistribution: linux.IdentifyRelease(res)},
+		Relationships: rels,
+		Source:        src.Describe(),
+		Descriptor:    syftsbom.Descriptor{Name: Tool, Version: toolVersion},
 	}
 	enc, err := spdxjson.NewFormatEncoderWithConfig(spdxjson.EncoderConfig{Version: "2.3"})
 	if err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	if err := enc.Encode(&buf, *s); err != nil {
+	if err := enc.Encode(&buf, s); err != nil {
 		return nil, fmt.Errorf("encoding the SBOM of %s: %w", name, err)
 	}
 	return buf.Bytes(), nil
-}
-
-// licenseContext holds syft's licence scanner, built once per process: building it takes most of a second,
-// more than cataloguing a layer's packages.
-var licenseContext = sync.OnceValues(func() (context.Context, error) {
-	ctx, err := syft.SetContextLicenseScanner(context.Background(), syft.DefaultCreateSBOMConfig().Licenses)
-	if err != nil {
-		return nil, fmt.Errorf("making the licence scanner: %w", err)
-	}
-	return ctx, nil
-})
-
-// valuesCtx is a call's context (its deadline and cancellation) that also holds the values of another context.
-type valuesCtx struct {
-	context.Context
-	values context.Context
-}
-
-func (c valuesCtx) Value(key any) any {
-	if v := c.Context.Value(key); v != nil {
-		return v
-	}
-	return c.values.Value(key)
-}
-
-func withValues(ctx, values context.Context) context.Context {
-	return valuesCtx{Context: ctx, values: values}
 }
 
 // wanted says whether a path of the image's root filesystem (no leading slash) is read for the SBOM.
