@@ -302,12 +302,14 @@ func TestPrereleaseAndOlderRelease(t *testing.T) {
 }
 
 // TestHostileCases: each promotion must be refused with a clear error, and no release tag may move.
+// hostile is a promotion that must be refused: setup breaks the fixture's family, want is in the error.
+type hostile struct {
+	name  string
+	setup func(t *testing.T, f *fixture) Config
+	want  string
+}
+
 func TestHostileCases(t *testing.T) {
-	type hostile struct {
-		name  string
-		setup func(t *testing.T, f *fixture) Config
-		want  string
-	}
 	cases := []hostile{
 		{"unsigned", func(t *testing.T, f *fixture) Config {
 			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
@@ -417,7 +419,19 @@ func TestHostileCases(t *testing.T) {
 			c.Registry = addr + "/im"
 			return c
 		}, "connection refused"},
-		// A replacement httpd candidate, signed and passing, whose SBOM or provenance is missing or wrong.
+		{"existing release tag points elsewhere", func(t *testing.T, f *fixture) Config {
+			f.image(t, "httpd", "soe", f.digests["soe"], commit, "1.0.0-"+profile)
+			return f.cfg("v1.0.0")
+		}, "already points at"},
+	}
+	checkRefused(t, cases)
+}
+
+// TestPromotionRequiresSBOMAndProvenance: a replacement httpd candidate, signed and passing, whose SBOM or
+// provenance is missing or wrong, is refused and nothing moves. tests/promote_test.go runs it against
+// docker-registry too.
+func TestPromotionRequiresSBOMAndProvenance(t *testing.T) {
+	checkRefused(t, []hostile{
 		{"no SBOM", func(t *testing.T, f *fixture) Config {
 			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
 			f.signAttest(t, ref, smoke.Pass)
@@ -455,11 +469,13 @@ func TestHostileCases(t *testing.T) {
 			f.evidence(t, f.signer, ref, family[3], commit, f.digests["httpd"], "sha256:"+strings.Repeat("8", 64))
 			return f.cfg("v1.0.0")
 		}, "its provenance names base sha256:" + strings.Repeat("8", 64) + ", but the chain was built on " + baseDigest},
-		{"existing release tag points elsewhere", func(t *testing.T, f *fixture) Config {
-			f.image(t, "httpd", "soe", f.digests["soe"], commit, "1.0.0-"+profile)
-			return f.cfg("v1.0.0")
-		}, "already points at"},
-	}
+	})
+}
+
+// checkRefused runs each case on a fresh fixture: the promotion must be refused with the case's message, say so,
+// and leave every release tag as it was.
+func checkRefused(t *testing.T, cases []hostile) {
+	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
