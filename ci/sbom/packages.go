@@ -91,11 +91,19 @@ func fromPURL(purl string) (Package, bool) {
 	if !ok || (typ != "deb" && typ != "rpm") {
 		return Package{}, false
 	}
-	rest, _, _ = strings.Cut(rest, "#")
+	if i := strings.Index(rest, "#"); i >= 0 { // a subpath
+		rest = rest[:i]
+	}
 	nameVer := rest[strings.LastIndex(rest, "/")+1:]
-	name, version, _ := strings.Cut(nameVer, "@")
-	name, _ = url.PathUnescape(name)
-	version, _ = url.PathUnescape(version)
+	rawName, rawVersion, _ := strings.Cut(nameVer, "@")
+	name, err := url.PathUnescape(rawName)
+	if err != nil {
+		return Package{}, false
+	}
+	version, err := url.PathUnescape(rawVersion)
+	if err != nil {
+		return Package{}, false
+	}
 	q, _ := url.ParseQuery(query)
 	if e := q.Get("epoch"); e != "" && e != "0" {
 		version = e + ":" + version
