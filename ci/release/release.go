@@ -271,7 +271,7 @@ func (p *Promoter) promote(ctx context.Context, cfg Config) (*Report, error) {
 		if err := registry.ValidatePrefix(cfg.ReleaseRegistry); err != nil {
 			return nil, fmt.Errorf("--release-registry: %w", err)
 		}
-		if p.signer == nil {
+		if p.signer == nil && !cfg.DryRun {
 			return nil, errors.New("--release-registry needs the signing key: copies are signed again in the release repository")
 		}
 		copyTo = strings.TrimSuffix(cfg.ReleaseRegistry, "/")
