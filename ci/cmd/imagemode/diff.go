@@ -13,6 +13,7 @@ import (
 	"github.com/imagemode/imagemode/ci/release"
 	"github.com/imagemode/imagemode/ci/report"
 	"github.com/imagemode/imagemode/ci/sbom"
+	"github.com/imagemode/imagemode/ci/tags"
 )
 
 // diffResult is what `imagemode diff --from --to` prints as JSON.
@@ -61,6 +62,11 @@ func runDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case *releaseReg != "":
 		return &usageError{msg: "--release-registry goes with --from-report"}
 	}
+	if *releaseReg != "" {
+		if err := registry.ValidatePrefix(*releaseReg); err != nil {
+			return &usageError{msg: "--release-registry: " + err.Error()}
+		}
+	}
 	for _, r := range [][2]string{{"--from", *from}, {"--to", *to}} {
 		if r[1] == "" {
 			continue
@@ -90,7 +96,11 @@ func runDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
-		gha.New().Changes(fmt.Sprintf("What promoting %s (%s) would change on the hosts", short(rep.Commit), rep.Profile), cs)
+		commit := rep.Commit
+		if len(commit) > tags.CommitLen {
+			commit = commit[:tags.CommitLen]
+		}
+		gha.New().Changes(fmt.Sprintf("What promoting %s (%s) would change on the hosts", commit, rep.Profile), cs)
 		data, err := json.MarshalIndent(cs, "", "  ")
 		if err != nil {
 			return err
@@ -118,12 +128,4 @@ func runDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return b.String()
 	})
-}
-
-// short is the first 12 characters of a commit.
-func short(commit string) string {
-	if len(commit) > 12 {
-		return commit[:12]
-	}
-	return commit
 }

@@ -171,3 +171,38 @@ func TestModuleBuilderIDIsTheProvenanceOne(t *testing.T) {
 		t.Errorf("the module's run ci --builder-id defaults to %q, provenance.BuilderModule is %q", got, provenance.BuilderModule)
 	}
 }
+
+// TestDiffArgumentsCheckedFirst: diff's bad arguments are usage errors (exit 2), named, before any registry is
+// contacted.
+func TestDiffArgumentsCheckedFirst(t *testing.T) {
+	dir := t.TempDir()
+	notReport := filepath.Join(dir, "x.json")
+	if err := os.WriteFile(notReport, []byte(`{"version": 99}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := "127.0.0.1:1/im/soe@sha256:" + strings.Repeat("a", 64)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "--from and --to"},
+		{[]string{"--from", img}, "--from and --to"},
+		{[]string{"--from", "Not A Ref!", "--to", img}, `--from "Not A Ref!"`},
+		{[]string{"--from", img, "--to", img, "--release-registry", "127.0.0.1:1/rel"}, "--release-registry goes with --from-report"},
+		{[]string{"--from-report", notReport, "--from", img}, "--from-report excludes --from and --to"},
+		{[]string{"--from-report", filepath.Join(dir, "missing.json")}, "--from-report"},
+		{[]string{"--from-report", notReport}, "report version 99"},
+	}
+	for _, c := range cases {
+		code, _, errs := runCLI(t, append([]string{"diff"}, c.args...)...)
+		if code != 2 || !strings.Contains(errs, c.want) || strings.Contains(errs, "connect") {
+			t.Errorf("%v: exit %d, %q; want exit 2 naming %q", c.args, code, errs, c.want)
+		}
+	}
+	// promote --dry-run needs no key; without --dry-run the key is still required.
+	code, _, errs := runCLI(t, "promote", "--tag", "v1.0.0", "--registry", "127.0.0.1:1/im", "--commit", strings.Repeat("a", 40),
+		"--dir", "../../../containerfiles", "--public-key", "x.pub", "--profile", "centos-stream-9")
+	if code != 2 || !strings.Contains(errs, "--dry-run needs none") {
+		t.Errorf("promote without --key: exit %d, %q", code, errs)
+	}
+}
