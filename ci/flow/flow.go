@@ -114,6 +114,9 @@ func (f *Flow) AfterBuild(ctx context.Context, rep *report.Report) (*Result, err
 	if f.Signer == nil {
 		return res, errors.New("ci needs the signing key (--key): candidates are signed before their smoke tests")
 	}
+	if f.Evidence == nil {
+		return res, errors.New("ci needs the registry to make SBOMs and provenance from")
+	}
 	for _, l := range rep.Layers {
 		// Reused layers are signed already; signing again is a no-op (duplicate signatures are detected).
 		if err := f.Signer.Sign(ctx, l.Ref); err != nil {
@@ -121,9 +124,6 @@ func (f *Flow) AfterBuild(ctx context.Context, rep *report.Report) (*Result, err
 			return res, fmt.Errorf("%w: %w", ErrFailed, err)
 		}
 		res.Signed = append(res.Signed, l.Ref)
-	}
-	if f.Evidence == nil {
-		return res, errors.New("ci needs the registry to make SBOMs and provenance from")
 	}
 	ev, err := f.Evidence.Attest(ctx, rep)
 	res.Evidence = ev

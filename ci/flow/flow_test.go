@@ -143,3 +143,17 @@ func TestCIFailsOnASmokeFailureButAttestsIt(t *testing.T) {
 		t.Errorf("no signer: %v", err)
 	}
 }
+
+// Without the SBOM and provenance maker, ci refuses before it signs anything: a candidate without them could not
+// be promoted.
+func TestCIWithoutEvidenceSignsNothing(t *testing.T) {
+	f, cfg, _ := setup(t, "")
+	f.Evidence = nil
+	res, err := f.Run(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "SBOMs and provenance") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(res.Signed) != 0 || len(res.Verdicts) != 0 {
+		t.Errorf("signed %v, verdicts %d: nothing should have happened after the build", res.Signed, len(res.Verdicts))
+	}
+}
