@@ -36,52 +36,32 @@ func (c LayerChanges) Summary() string {
 }
 
 // hostChanges computes, for every verified layer, the package changes its promotion brings to the hosts that
-// follow its floating tag in repoOf(layer).
+// follow its floating tag in repoOf(layer): the same comparison as Differ.Run, with the candidate's packages from the
+// SBOM verification already read.
 func (p *Promoter) hostChanges(ctx context.Context, checked []Checked, repoOf func(string) string) ([]LayerChanges, error) {
+	d := &Differ{Reg: p.reg, Verifier: p.verifier}
 	var out []LayerChanges
 	for _, c := range checked {
-		lc := LayerChanges{Profile: c.Profile, Layer: c.Layer, Follows: repoOf(c.Layer) + ":" + c.Profile, To: c.Digest, Changes: []sbom.Change{}}
-		cur, err := p.currentDigest(ctx, lc.Follows)
+		lc, err := d.compare(ctx, c.Profile, c.Layer, repoOf(c.Layer)+":"+c.Profile, c.Digest, c.packages)
 		if err != nil {
-			return out, fmt.Errorf("looking up %s: %w", lc.Follows, err)
-		}
-		lc.From = cur
-		switch {
-		case cur == "":
-			lc.Note = fmt.Sprintf("first release: %d packages", len(c.packages))
-		case cur == c.Digest:
-			lc.Note = "unchanged: hosts run this digest already"
-		default:
-			old, why, err := p.releasedPackages(ctx, registry.DigestRef(repoOf(c.Layer), cur))
-			if err != nil {
-				return out, err
-			}
-			if why != "" {
-				lc.Note = why
-			} else {
-				lc.Changes = sbom.Diff(old, c.packages)
-			}
+			return out, err
 		}
 		out = append(out, lc)
 	}
 	return out, nil
 }
 
-// releasedPackages reads the packages of a released digest from its SBOM signed by the key; why says why there
-// are none (a release made before SBOMs were attested).
-func (p *Promoter) releasedPackages(ctx context.Context, ref string) ([]sbom.Package, string, error) {
-	sts, err := p.verifier.Attestations(ctx, ref, sbom.PredicateType)
+// signedPackages reads the packages of the newest SBOM signed by the key on ref. found is false when ref has no SBOM
+// the verifier accepts (err says why, and may be the registry not answering); with found, err says the SBOM cannot
+// be read.
+func signedPackages(ctx context.Context, v signing.Verifier, ref string) (pkgs []sbom.Package, found bool, err error) {
+	sts, err := v.Attestations(ctx, ref, sbom.PredicateType)
 	if err != nil {
-		if registry.IsUnreachable(err) {
-			return nil, "", fmt.Errorf("the registry is unreachable while reading the SBOM of %s: %w", ref, err)
-		}
-		return nil, fmt.Sprintf("package changes unknown: the current release %s has no SBOM signed by the key", short(ref[strings.LastIndex(ref, "@")+1:])), nil
+		return nil, false, err
 	}
-	pkgs, err := sbom.Packages(sts[len(sts)-1].Predicate)
-	if err != nil {
-		return nil, fmt.Sprintf("package changes unknown: the SBOM of the current release cannot be read (%v)", err), nil
-	}
-	return pkgs, "", nil
+	// The signer keeps the newest attestations of a type last.
+	pkgs, err = sbom.Packages(sts[len(sts)-1].Predicate)
+	return pkgs, true, err
 }
 
 // ChangesText renders package changes for people: one line per layer, then one per package.
@@ -128,12 +108,11 @@ type Differ struct {
 // Packages returns the packages of the image ref and where they were read from.
 func (d *Differ) Packages(ctx context.Context, ref string) ([]sbom.Package, string, error) {
 	if d.Verifier != nil {
-		sts, err := d.Verifier.Attestations(ctx, ref, sbom.PredicateType)
-		if err != nil {
+		pkgs, found, err := signedPackages(ctx, d.Verifier, ref)
+		switch {
+		case !found && err != nil:
 			return nil, "", fmt.Errorf("the SBOM of %s: %w", ref, err)
-		}
-		pkgs, err := sbom.Packages(sts[len(sts)-1].Predicate)
-		if err != nil {
+		case err != nil:
 			return nil, "", fmt.Errorf("the signed SBOM of %s: %w", ref, err)
 		}
 		return pkgs, "signed SBOM", nil
@@ -171,39 +150,46 @@ func (d *Differ) Run(ctx context.Context, rep *report.Report, releaseRegistry st
 	}
 	var out []LayerChanges
 	for _, l := range rep.Layers {
-		lc := LayerChanges{Profile: rep.Profile, Layer: l.Name, Follows: strings.TrimSuffix(releaseRegistry, "/") + "/" + l.Name + ":" + rep.Profile,
-			To: l.Digest, Changes: []sbom.Change{}}
-		ok, err := d.Reg.Exists(ctx, lc.Follows)
-		if err != nil {
-			return out, fmt.Errorf("looking up %s: %w", lc.Follows, err)
-		}
 		cur, _, err := d.Packages(ctx, l.Ref)
 		if err != nil {
 			return out, fmt.Errorf("layer %q: %w", l.Name, err)
 		}
-		if !ok {
-			lc.Note = fmt.Sprintf("first release: %d packages", len(cur))
-			out = append(out, lc)
-			continue
-		}
-		if lc.From, err = d.Reg.Digest(ctx, lc.Follows); err != nil {
-			return out, fmt.Errorf("resolving %s: %w", lc.Follows, err)
-		}
-		if lc.From == l.Digest {
-			lc.Note = "unchanged: hosts run this digest already"
-			out = append(out, lc)
-			continue
-		}
-		old, _, err := d.Packages(ctx, registry.DigestRef(lc.Follows[:strings.LastIndex(lc.Follows, ":")], lc.From))
+		lc, err := d.compare(ctx, rep.Profile, l.Name, strings.TrimSuffix(releaseRegistry, "/")+"/"+l.Name+":"+rep.Profile, l.Digest, cur)
 		if err != nil {
-			if registry.IsUnreachable(err) {
-				return out, err
-			}
-			lc.Note = "package changes unknown: " + err.Error()
-		} else {
-			lc.Changes = sbom.Diff(old, cur)
+			return out, err
 		}
 		out = append(out, lc)
 	}
 	return out, nil
+}
+
+// compare says what moving the hosts that follow the tag follows to the digest to (holding the packages cur)
+// changes: the package difference from the release the tag names now.
+func (d *Differ) compare(ctx context.Context, prof, layer, follows, to string, cur []sbom.Package) (LayerChanges, error) {
+	lc := LayerChanges{Profile: prof, Layer: layer, Follows: follows, To: to, Changes: []sbom.Change{}}
+	ok, err := d.Reg.Exists(ctx, follows)
+	if err != nil {
+		return lc, fmt.Errorf("looking up %s: %w", follows, err)
+	}
+	if !ok {
+		lc.Note = fmt.Sprintf("first release: %d packages", len(cur))
+		return lc, nil
+	}
+	if lc.From, err = d.Reg.Digest(ctx, follows); err != nil {
+		return lc, fmt.Errorf("resolving %s: %w", follows, err)
+	}
+	if lc.From == to {
+		lc.Note = "unchanged: hosts run this digest already"
+		return lc, nil
+	}
+	old, _, err := d.Packages(ctx, registry.DigestRef(follows[:strings.LastIndex(follows, ":")], lc.From))
+	switch {
+	case registry.IsUnreachable(err):
+		return lc, fmt.Errorf("the registry is unreachable while reading the SBOM of the current release %s: %w", lc.From, err)
+	case err != nil:
+		lc.Note = "package changes unknown: " + err.Error()
+	default:
+		lc.Changes = sbom.Diff(old, cur)
+	}
+	return lc, nil
 }

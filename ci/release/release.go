@@ -586,16 +586,13 @@ func (p *Promoter) verifyEvidence(ctx context.Context, ref string, want provenan
 	if !matched {
 		return nil, refuse(ref, "%s", strings.Join(why, "; "))
 	}
-	sts, err = p.verifier.Attestations(ctx, ref, sbom.PredicateType)
-	if err != nil {
-		if registry.IsUnreachable(err) {
-			return nil, fmt.Errorf("the registry is unreachable while reading the SBOM of %s: %w", ref, err)
-		}
+	pkgs, found, err := signedPackages(ctx, p.verifier, ref)
+	switch {
+	case !found && registry.IsUnreachable(err):
+		return nil, fmt.Errorf("the registry is unreachable while reading the SBOM of %s: %w", ref, err)
+	case !found:
 		return nil, refuse(ref, "no SBOM signed by the key (%v): built before imagemode attested SBOMs? rebuild it (--refresh)", err)
-	}
-	// The newest SBOM attested (the signer keeps one per predicate type) is the image's.
-	pkgs, err := sbom.Packages(sts[len(sts)-1].Predicate)
-	if err != nil {
+	case err != nil:
 		return nil, refuse(ref, "its signed SBOM cannot be read: %v", err)
 	}
 	return pkgs, nil

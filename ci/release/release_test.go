@@ -433,43 +433,46 @@ func TestHostileCases(t *testing.T) {
 func TestPromotionRequiresSBOMAndProvenance(t *testing.T) {
 	checkRefused(t, []hostile{
 		{"no SBOM", func(t *testing.T, f *fixture) Config {
-			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
-			f.signAttest(t, ref, smoke.Pass)
+			ref := f.replacement(t, "httpd", "soe")
 			f.attestProvenance(t, f.signer, ref, family[1], commit, f.digests["soe"], baseDigest)
 			return f.cfg("v1.0.0")
 		}, "no SBOM signed by the key"},
 		{"no provenance", func(t *testing.T, f *fixture) Config {
-			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
-			f.signAttest(t, ref, smoke.Pass)
+			ref := f.replacement(t, "httpd", "soe")
 			f.attestSBOM(t, f.signer, ref)
 			return f.cfg("v1.0.0")
 		}, "no provenance signed by the key"},
 		{"provenance signed by another key", func(t *testing.T, f *fixture) Config {
-			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
-			f.signAttest(t, ref, smoke.Pass)
+			ref := f.replacement(t, "httpd", "soe")
 			f.attestSBOM(t, f.signer, ref)
 			f.attestProvenance(t, f.other, ref, family[1], commit, f.digests["soe"], baseDigest)
 			return f.cfg("v1.0.0")
 		}, "no provenance signed by the key"},
 		{"provenance of another commit", func(t *testing.T, f *fixture) Config {
-			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
-			f.signAttest(t, ref, smoke.Pass)
+			ref := f.replacement(t, "httpd", "soe")
 			f.evidence(t, f.signer, ref, family[1], strings.Repeat("9", 40), f.digests["soe"], baseDigest)
 			return f.cfg("v1.0.0")
 		}, "its provenance names commit " + strings.Repeat("9", 40) + ", not " + commit},
 		{"provenance with a wrong parent digest", func(t *testing.T, f *fixture) Config {
-			ref := f.image(t, "httpd", "soe", f.digests["soe"], commit, tags.Candidate(commit, profile))
-			f.signAttest(t, ref, smoke.Pass)
+			ref := f.replacement(t, "httpd", "soe")
 			f.evidence(t, f.signer, ref, family[1], commit, "sha256:"+strings.Repeat("7", 64), baseDigest)
 			return f.cfg("v1.0.0")
 		}, "its provenance names parent sha256:" + strings.Repeat("7", 64) + ", but the parent being promoted is sha256:"},
 		{"provenance with a wrong base digest", func(t *testing.T, f *fixture) Config {
-			ref := f.image(t, "homepage", "httpd", f.digests["httpd"], commit, tags.Candidate(commit, profile))
-			f.signAttest(t, ref, smoke.Pass)
+			ref := f.replacement(t, "homepage", "httpd")
 			f.evidence(t, f.signer, ref, family[3], commit, f.digests["httpd"], "sha256:"+strings.Repeat("8", 64))
 			return f.cfg("v1.0.0")
 		}, "its provenance names base sha256:" + strings.Repeat("8", 64) + ", but the chain was built on " + baseDigest},
 	})
+}
+
+// replacement pushes another candidate of layer (on the current parent) at the fixture's commit, signed and with
+// a passing verdict, and returns its digest reference: everything promotion checks before SBOM and provenance.
+func (f *fixture) replacement(t *testing.T, layer, parent string) string {
+	t.Helper()
+	ref := f.image(t, layer, parent, f.digests[parent], commit, tags.Candidate(commit, profile))
+	f.signAttest(t, ref, smoke.Pass)
+	return ref
 }
 
 // checkRefused runs each case on a fresh fixture: the promotion must be refused with the case's message, say so,
