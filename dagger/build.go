@@ -173,8 +173,10 @@ type stepService struct {
 	stopCtx context.Context
 }
 
-// startSteps starts the CLI's step server for the invocation in (all flags of the run). When it does not start
-// (bad flags, an unreachable base image), the same invocation is run once as a step to get the CLI's own message.
+// startSteps starts the CLI's step server for the invocation in (all flags of the run). The CLI opens its port
+// before it makes its configuration, so flags it cannot make one of are the answer to the first step, with the
+// CLI's own message. When the process does not start or ends before it listens (a toolbox whose CLI does not know
+// a flag, say), the same invocation is run once as a step to get that message.
 func (m *Imagemode) startSteps(ctx context.Context, in *invocation) (*stepService, error) {
 	id, err := nonce()
 	if err != nil {
@@ -226,7 +228,8 @@ func (s *stepService) post(ctx context.Context, body []byte) (*buildstep.File, e
 }
 
 // stop asks the step server to end (POST /quit): faster than stopping the service, which the engine does anyway
-// when the session ends.
+// when the session ends. A server that already ended (it does after answering a configuration error) is stopped
+// as a service.
 func (s *stepService) stop() {
 	ctx, cancel := context.WithTimeout(s.stopCtx, 10*time.Second)
 	defer cancel()
@@ -238,9 +241,8 @@ func (s *stepService) stop() {
 			return
 		}
 	}
-	fmt.Fprintf(os.Stderr, "ending the step server: %v; stopping the service\n", err)
-	if _, err := s.svc.Stop(s.stopCtx); err != nil {
-		fmt.Fprintf(os.Stderr, "stopping the step server: %v\n", err)
+	if _, serr := s.svc.Stop(s.stopCtx); serr != nil {
+		fmt.Fprintf(os.Stderr, "ending the step server: %v; stopping its service: %v\n", err, serr)
 	}
 }
 

@@ -279,6 +279,13 @@ func TestModuleErrors(t *testing.T) {
 			t.Errorf("build-all --registry 127.0.0.1:…: %v\n%s", r.err, r.tail())
 		}
 	})
+	t.Run("flags the CLI cannot make a configuration of get its own message", func(t *testing.T) {
+		// The step server answers its first step with the error (it listens before it reads its flags).
+		r := call(t.Context(), append(mod(env.base), "build-all", "--commit", env.commit, "--build-arg", "NOVALUE")...)
+		if r.err == nil || !strings.Contains(r.stderr, `--build-arg "NOVALUE": want KEY=VALUE`) {
+			t.Errorf("build-all --build-arg NOVALUE: %v\n%s", r.err, r.tail())
+		}
+	})
 	t.Run("an unreachable disk builder points at --disk-builder", func(t *testing.T) {
 		img := env.base
 		r := call(t.Context(), "--disk-builder", env.registry+"/no/such-builder:latest", "disk-image", "--image", img, "--follow", env.registry+"/standin/base:bookworm",

@@ -326,15 +326,15 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func (b *buildFlags) run(ctx context.Context, only []string, stdout, stderr io.Writer) error {
+	if b.builder == builderEngine && b.stepServe != "" {
+		return b.serveSteps(ctx, only, stderr)
+	}
 	cfg, p, cleanup, err := b.setup(ctx, only, stderr)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
 	if b.builder == builderEngine {
-		if b.stepServe != "" {
-			return b.serveSteps(ctx, cfg, p, stderr)
-		}
 		return b.step(ctx, cfg, p, stdout)
 	}
 	rep, runErr := p.BuildAll(ctx, cfg)

@@ -128,17 +128,45 @@ func (b *buildFlags) nextStep(ctx context.Context, cfg pipeline.Config, p *pipel
 // a service and posts each step file to /step — no container per step. The answer is the next step file (200),
 // or the CLI's error message (422: the step could not be taken; 500: the run could not start). It serves until
 // POST /quit or until the service is stopped.
-func (b *buildFlags) serveSteps(ctx context.Context, cfg pipeline.Config, p *pipeline.Pipeline, stderr io.Writer) error {
-	var mu sync.Mutex
-	mux := http.NewServeMux()
+//
+// The port is open before the flags are turned into a configuration: one that cannot be made is the answer to the
+// first step (the CLI's own message, with no second container to get it), and the process ends with that error
+// once it is out (or after setupErrorGrace).
+func (b *buildFlags) serveSteps(ctx context.Context, only []string, stderr io.Writer) error {
+	l, err := net.Listen("tcp", b.stepServe)
+	if err != nil {
+		return fmt.Errorf("--step-serve %s: %w", b.stepServe, err)
+	}
 	quit := make(chan struct{})
 	var quitOnce sync.Once
+	end := func() { quitOnce.Do(func() { close(quit) }) }
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	// POST /quit ends the process once the answer is out: the module needs no call to stop the service.
 	mux.HandleFunc("POST /quit", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "bye")
-		quitOnce.Do(func() { close(quit) })
+		end()
 	})
+	cfg, p, cleanup, setupErr := b.setup(ctx, only, stderr)
+	if setupErr != nil {
+		mux.HandleFunc("POST /step", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "imagemode build-all: "+setupErr.Error(), http.StatusInternalServerError)
+			end()
+		})
+		go func() {
+			select {
+			case <-time.After(setupErrorGrace):
+				end()
+			case <-quit:
+			}
+		}()
+		if err := serveUntil(ctx, l, mux, quit); err != nil {
+			return errors.Join(setupErr, err)
+		}
+		return setupErr
+	}
+	defer cleanup()
+	var mu sync.Mutex
 	mux.HandleFunc("POST /step", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -169,17 +197,22 @@ func (b *buildFlags) serveSteps(ctx context.Context, cfg pipeline.Config, p *pip
 			fmt.Fprintf(stderr, "imagemode build-all: answering a step: %v\n", err)
 		}
 	})
-	l, err := net.Listen("tcp", b.stepServe)
-	if err != nil {
-		return fmt.Errorf("--step-serve %s: %w", b.stepServe, err)
-	}
 	fmt.Fprintf(stderr, "imagemode build-all: serving the steps of run %s on %s\n", cfg.RunID, l.Addr())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
+	return serveUntil(ctx, l, mux, quit)
+}
+
+// setupErrorGrace is how long a step server whose configuration could not be made waits for the first step, to
+// answer it with the error, before it ends.
+var setupErrorGrace = 2 * time.Minute
+
+// serveUntil serves h on l until quit is closed (after a short grace, so that the last answer leaves) or ctx ends.
+func serveUntil(ctx context.Context, l net.Listener, h http.Handler, quit <-chan struct{}) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 	go func() {
 		select {
 		case <-ctx.Done():
 		case <-quit:
-			time.Sleep(50 * time.Millisecond) // let the answer to /quit leave
+			time.Sleep(50 * time.Millisecond) // let the last answer leave
 		}
 		srv.Close()
 	}()

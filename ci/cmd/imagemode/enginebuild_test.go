@@ -146,3 +146,55 @@ func post2(t *testing.T, url string) (int, string) {
 	}
 	return resp.StatusCode, string(b)
 }
+
+// TestStepServeAnswersAConfigurationErrorOnItsFirstStep: the step server opens its port before it reads its
+// configuration (the module does not wait for the engine's health check), so flags that cannot make one are the
+// answer to the first step — the CLI's own message — and the process ends with that error (exit 2) once it is out.
+func TestStepServeAnswersAConfigurationErrorOnItsFirstStep(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"build-all", "--builder", "engine", "--step-serve", addr, "--registry", "registry.example/im",
+			"--dir", "../../../tests/standin/containerfiles", "--profile", "standin", "--base-image", "registry.example/base:1",
+			"--commit", strings.Repeat("c", 40), "--build-arg", "NOVALUE"}, io.Discard, &stderr)
+	}()
+	url := "http://" + addr + "/step"
+	deadline := time.Now().Add(10 * time.Second)
+	var resp *http.Response
+	for {
+		if resp, err = http.Post(url, "application/json", nil); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the step server did not answer: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	msg, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(msg), `imagemode build-all: --build-arg "NOVALUE": want KEY=VALUE`) {
+		t.Errorf("first step: %d %s", resp.StatusCode, msg)
+	}
+	select {
+	case code := <-done:
+		if code != 2 {
+			t.Errorf("exit %d, want 2 (a usage error)\n%s", code, stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server did not end after answering the error")
+	}
+	if strings.Contains(stderr.String(), "serving the steps") {
+		t.Errorf("a server without a configuration said it serves a run:\n%s", stderr.String())
+	}
+}
