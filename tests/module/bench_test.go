@@ -140,6 +140,10 @@ done`, hp, accel)
 // generated and compiled), the same again (warm), then the first function call (lint: the CLI compiled in the
 // engine from its source, Go modules downloaded) and lint again. Goals: cold load ≤ 60 s on the development kit on
 // an otherwise idle machine, warm ≤ 1 s.
+//
+// Beside them, the engine's own floor: tests/module/floor, the smallest Go module of the same shape (a constructor
+// and a function returning an object with a field), loaded warm (floor-load-warm-s; load-warm/floor is the
+// project's warm load over it) and called (floor-call-s: `dagger call --registry x noop report`). Medians of 3.
 func BenchmarkModuleLoad(b *testing.B) {
 	for b.Loop() {
 		prune := exec.CommandContext(b.Context(), "dagger", "core", "engine", "local-cache", "prune")
@@ -158,8 +162,28 @@ func BenchmarkModuleLoad(b *testing.B) {
 		cold, warm := functions(), functions()
 		first := mustCall(b, "--dir", standinDir, "lint").wall
 		again := mustCall(b, "--dir", standinDir, "lint").wall
+		floorDir := filepath.Join(env.root, "tests", "module", "floor")
+		timed := func(args ...string) time.Duration {
+			cmd := exec.CommandContext(b.Context(), "dagger", args...)
+			cmd.Dir = floorDir
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("dagger %s (tests/module/floor): %v\n%s", strings.Join(args, " "), err, tailOf(string(out)))
+			}
+			return time.Since(start)
+		}
+		timed("functions", "-m", floorDir) // its cold load: the SDK's caches are the project's, so not a figure
+		var floorLoads, floorCalls, warms []time.Duration
+		for range 3 {
+			floorLoads = append(floorLoads, timed("functions", "-m", floorDir))
+			floorCalls = append(floorCalls, timed("call", "-m", floorDir, "--registry", "x", "noop", "report"))
+			warms = append(warms, functions())
+		}
+		b.ReportMetric(median(floorLoads).Seconds(), "floor-load-warm-s")
+		b.ReportMetric(float64(median(warms))/float64(median(floorLoads)), "load-warm/floor")
+		b.ReportMetric(median(floorCalls).Seconds(), "floor-call-s")
 		b.ReportMetric(cold.Seconds(), "load-cold-s")
-		b.ReportMetric(warm.Seconds(), "load-warm-s")
+		b.ReportMetric(median(append(warms, warm)).Seconds(), "load-warm-s")
 		b.ReportMetric(first.Seconds(), "first-call-s")
 		b.ReportMetric(again.Seconds(), "call-warm-s")
 	}
