@@ -26,14 +26,7 @@ func TestStepServeDrivesAWholeRun(t *testing.T) {
 	if _, err := regtest.Push(t.Context(), base, 256, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	var code int
@@ -151,14 +144,7 @@ func post2(t *testing.T, url string) (int, string) {
 // configuration (the module does not wait for the engine's health check), so flags that cannot make one are the
 // answer to the first step — the CLI's own message — and the process ends with that error (exit 2) once it is out.
 func TestStepServeAnswersAConfigurationErrorOnItsFirstStep(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	addr := freeAddr(t)
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
@@ -169,6 +155,7 @@ func TestStepServeAnswersAConfigurationErrorOnItsFirstStep(t *testing.T) {
 	url := "http://" + addr + "/step"
 	deadline := time.Now().Add(10 * time.Second)
 	var resp *http.Response
+	var err error
 	for {
 		if resp, err = http.Post(url, "application/json", nil); err == nil {
 			break
@@ -197,4 +184,18 @@ func TestStepServeAnswersAConfigurationErrorOnItsFirstStep(t *testing.T) {
 	if strings.Contains(stderr.String(), "serving the steps") {
 		t.Errorf("a server without a configuration said it serves a run:\n%s", stderr.String())
 	}
+}
+
+// freeAddr is a 127.0.0.1 address nothing listens on (it was free a moment ago).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }

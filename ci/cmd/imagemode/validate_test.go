@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,14 +125,7 @@ func TestSignRefusesAMissingDigestAndVerifySaysUnreachable(t *testing.T) {
 	}
 	noSignature(t, host+"/im/soe")
 	// A port nothing listens on.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dead := freeAddr(t)
 	code, out, errs = runCLI(t, "verify", "--public-key", filepath.Join(dir, "c.pub"), "--image", dead+"/im/soe@sha256:"+strings.Repeat("4", 64))
 	if code == 0 || !strings.Contains(out, "UNREACHABLE") || !strings.Contains(errs, "the registry is unreachable") || strings.Contains(errs+out, "no valid signature") {
 		t.Fatalf("verify against a dead registry: exit %d\n%s%s", code, out, errs)
