@@ -153,13 +153,8 @@ func (b *buildFlags) serveSteps(ctx context.Context, only []string, stderr io.Wr
 			http.Error(w, "imagemode build-all: "+setupErr.Error(), http.StatusInternalServerError)
 			end()
 		})
-		go func() {
-			select {
-			case <-time.After(setupErrorGrace):
-				end()
-			case <-quit:
-			}
-		}()
+		grace := time.AfterFunc(setupErrorGrace, end)
+		defer grace.Stop()
 		if err := serveUntil(ctx, l, mux, quit); err != nil {
 			return errors.Join(setupErr, err)
 		}
@@ -203,7 +198,7 @@ func (b *buildFlags) serveSteps(ctx context.Context, only []string, stderr io.Wr
 
 // setupErrorGrace is how long a step server whose configuration could not be made waits for the first step, to
 // answer it with the error, before it ends.
-var setupErrorGrace = 2 * time.Minute
+const setupErrorGrace = 2 * time.Minute
 
 // serveUntil serves h on l until quit is closed (after a short grace, so that the last answer leaves) or ctx ends.
 func serveUntil(ctx context.Context, l net.Listener, h http.Handler, quit <-chan struct{}) error {

@@ -141,8 +141,8 @@ func post2(t *testing.T, url string) (int, string) {
 }
 
 // TestStepServeAnswersAConfigurationErrorOnItsFirstStep: the step server opens its port before it reads its
-// configuration (the module does not wait for the engine's health check), so flags that cannot make one are the
-// answer to the first step — the CLI's own message — and the process ends with that error (exit 2) once it is out.
+// configuration, so flags that cannot make one are the answer to the first step — the CLI's own message, which the
+// module passes on — and the process ends with that error (exit 2) once it is out.
 func TestStepServeAnswersAConfigurationErrorOnItsFirstStep(t *testing.T) {
 	addr := freeAddr(t)
 	var stderr bytes.Buffer
