@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -201,16 +202,33 @@ func (m *Imagemode) startSteps(ctx context.Context, in *invocation) (*stepServic
 	return &stepService{svc: svc, url: url, stopCtx: context.WithoutCancel(ctx)}, nil
 }
 
-// post sends the previous step file (nil for the first step) and returns the next.
+// post sends the previous step file (nil for the first step) and returns the next. A request that never reached
+// the server — its name did not resolve, or its port did not answer — is sent again a few times: the engine's DNS
+// for service names has been seen to fail for a moment in the middle of a run (docs/engine.md). The server got
+// nothing then, so nothing is done twice.
 func (s *stepService) post(ctx context.Context, body []byte) (*buildstep.File, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/step", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("asking the step server for the next step: %w", err)
+	var resp *http.Response
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/step", bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err = http.DefaultClient.Do(req); err == nil {
+			break
+		}
+		var op *net.OpError
+		if !errors.As(err, &op) || op.Op != "dial" || attempt == stepDialAttempts || ctx.Err() != nil {
+			return nil, fmt.Errorf("asking the step server for the next step: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "asking the step server for the next step: %v; again in %s\n", err, wait)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("asking the step server for the next step: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -226,6 +244,9 @@ func (s *stepService) post(ctx context.Context, body []byte) (*buildstep.File, e
 	}
 	return next, nil
 }
+
+// stepDialAttempts is how many times a step is sent while the server cannot be reached (about 7 s in all).
+const stepDialAttempts = 8
 
 // stop asks the step server to end (POST /quit): faster than stopping the service, which the engine does anyway
 // when the session ends. A server that already ended (it does after answering a configuration error) is stopped
