@@ -14,14 +14,7 @@ import (
 // A step that never reached the server (nothing listened yet, as when the service's name briefly did not resolve)
 // is sent again, and arrives once; an answer that is an error is not sent again.
 func TestPostRetriesOnlyWhatNeverArrived(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	addr := freeAddr(t)
 	var posts atomic.Int32
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /step", func(w http.ResponseWriter, r *http.Request) {
@@ -57,6 +50,16 @@ func TestPostRetriesOnlyWhatNeverArrived(t *testing.T) {
 
 // A server that never listens is given up on, with the cause.
 func TestPostGivesUpOnAServerThatNeverListens(t *testing.T) {
+	addr := freeAddr(t)
+	s := &stepService{url: "http://" + addr}
+	if _, err := s.post(t.Context(), nil); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// freeAddr is a 127.0.0.1 address nothing listens on (it was free a moment ago).
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -65,8 +68,5 @@ func TestPostGivesUpOnAServerThatNeverListens(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s := &stepService{url: "http://" + addr}
-	if _, err := s.post(t.Context(), nil); err == nil || !strings.Contains(err.Error(), "connection refused") {
-		t.Fatalf("got %v", err)
-	}
+	return addr
 }
