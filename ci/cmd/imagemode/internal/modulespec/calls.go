@@ -7,7 +7,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -45,11 +44,10 @@ type Module struct {
 
 // ReadModule reads the object types, their exported fields and functions from the Go files of dir (dagger/).
 func ReadModule(dir string) (*Module, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	files, err := moduleFiles(dir)
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(files)
 	m := &Module{Types: map[string]*Type{}}
 	typ := func(n string) *Type {
 		if m.Types[n] == nil {

@@ -27,6 +27,22 @@ type Arg struct {
 	Funcs []string
 }
 
+// moduleFiles are the Go files the engine compiles into the module: those of dir, without its tests.
+func moduleFiles(dir string) ([]string, error) {
+	all, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, f := range all {
+		if !strings.HasSuffix(f, "_test.go") {
+			files = append(files, f)
+		}
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
 // Read returns the module's parameters by "FUNCTION.ARG" ("new.registry", "build-all.commit", "run.ci.key"), from
 // the Go files of dir (dagger/).
 func Read(dir string) (map[string]*Arg, error) {
@@ -37,11 +53,10 @@ func Read(dir string) (map[string]*Arg, error) {
 // ReadAll is Read plus every function with its parameter names in order (functions without parameters too).
 func ReadAll(dir string) (map[string]*Arg, map[string][]string, error) {
 	funcs := map[string][]string{}
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	files, err := moduleFiles(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	sort.Strings(files)
 	out := map[string]*Arg{}
 	fset := token.NewFileSet()
 	for _, file := range files {
